@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { sendProblem } from './error-handler.js'
+import { HttpProblem, MESSAGES } from './problems.js'
+import { HealthBody, ErrorBody } from './schemas.js'
+import { usersHttpPlugin, type UsersHttpService } from './users-plugin.js'
+
+export interface HttpAppOptions {
+  service: UsersHttpService & { ping(): Promise<void> }
+  /** Pino options, `false` for silence; see `loggerOptions`. */
+  logger?: FastifyServerOptions['logger']
+  loggerInstance?: FastifyServerOptions['loggerInstance']
+}
+
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * Pino settings that keep secrets and personal data out of the logs: no headers at all, and the
+ * route pattern (`/users/:user_id`) instead of the URL, since a user_id is often an email.
+ */
+export function loggerOptions (level: string): NonNullable<Exclude<FastifyServerOptions['logger'], boolean>> {
+  return {
+    level,
+    redact: { paths: ['req.headers.authorization', 'req.headers["idempotency-key"]'], censor: '[redacted]' },
+    serializers: {
+      req: (request: { method: string, routeOptions?: { url?: string }, ip?: string }) => ({
+        method: request.method,
+        route: request.routeOptions?.url ?? '(no route)',
+        remoteAddress: request.ip
+      }),
+      err: (error: Error & { code?: unknown }) => ({ type: error.name, message: error.message, code: error.code, stack: error.stack ?? '' })
+    }
+  }
+}
+
+/** The whole HTTP service on one Fastify instance, ready for `listen` or `inject`. */
+export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.loggerInstance === undefined ? options.logger ?? false : undefined,
+    loggerInstance: options.loggerInstance,
+    // A user_id may be 255 characters, percent-encoded up to 12 bytes each.
+    routerOptions: { maxParamLength: 3072 },
+    bodyLimit: 64 * 1024,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const sent = req.headers['x-request-id']
+      return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) ? sent : randomUUID()
+    },
+    frameworkErrors: (error, request, reply) => {
+      sendProblem(error.code === 'FST_ERR_BAD_URL' ? new HttpProblem(400, 'invalid_url', MESSAGES.invalidUrl) : error, request, reply)
+    }
+  })
+
+  app.addHook('onRequest', async (request, reply) => { reply.header('x-request-id', request.id) })
+  app.setErrorHandler(sendProblem)
+  app.setNotFoundHandler((_request, reply) => reply.code(404).send({ message: MESSAGES.notFound, code: 'not_found' }))
+
+  app.get('/health', { schema: { response: { 200: HealthBody } } }, async () => ({ status: 'ok' }))
+  app.get('/ready', { schema: { response: { 200: HealthBody, 503: ErrorBody } } }, async () => {
+    try {
+      await options.service.ping()
+    } catch {
+      throw new HttpProblem(503, 'unavailable', MESSAGES.unavailable)
+    }
+    return { status: 'ready' }
+  })
+
+  await app.register(usersHttpPlugin, { service: options.service })
+  return app
+}

@@ -1,0 +1,36 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { HttpProblem, MESSAGES } from './problems.js'
+
+const JSON_TYPES = ['application/json', 'application/merge-patch+json']
+export const BODY_LIMIT = 64 * 1024
+
+function charsetOk (contentType: string | undefined): boolean {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? '')?.[1]
+  return charset === undefined || /^utf-?8$/i.test(charset)
+}
+
+/**
+ * Parses JSON bodies with `JSON.parse` as is: keys like `__proto__` become plain own properties
+ * (the domain then refuses them by name), where Fastify's default parser would reject the whole
+ * body as malformed. Merge-patch JSON is for PUT and PATCH only.
+ */
+export function registerJsonBody (fastify: FastifyInstance): void {
+  fastify.removeAllContentTypeParsers()
+  fastify.addContentTypeParser(JSON_TYPES, { parseAs: 'string', bodyLimit: BODY_LIMIT }, (request: FastifyRequest, body, done) => {
+    const contentType = request.headers['content-type']
+    const mergePatch = /^application\/merge-patch\+json/i.test(contentType ?? '')
+    if (!charsetOk(contentType) || (mergePatch && request.method !== 'PUT' && request.method !== 'PATCH')) {
+      done(new HttpProblem(415, 'unsupported_media_type', MESSAGES.unsupportedMediaType), undefined)
+      return
+    }
+    if (body === '') {
+      done(new HttpProblem(400, 'validation_failed', 'The request body must be a JSON object.', {}, [{ path: '', message: 'must be a JSON object' }]), undefined)
+      return
+    }
+    try {
+      done(null, JSON.parse(body as string))
+    } catch {
+      done(new HttpProblem(400, 'invalid_json', MESSAGES.invalidJson), undefined)
+    }
+  })
+}

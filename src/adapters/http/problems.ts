@@ -1,0 +1,69 @@
+import type { FastifyError } from 'fastify'
+import { UsersError, type DomainErrorCode, type FieldError } from '../../domain/errors.js'
+import { isUnavailable } from '../persistence/database-errors.js'
+
+/** An error answered as is: status, stable code, message, and any headers it needs. */
+export class HttpProblem extends Error {
+  constructor (
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+    readonly errors?: FieldError[]
+  ) {
+    super(message)
+    this.name = 'HttpProblem'
+  }
+}
+
+/** One table from domain error code to status: a new domain error without a status does not compile. */
+export const DOMAIN_STATUS: { readonly [C in DomainErrorCode]: number } = {
+  validation_failed: 400,
+  user_not_found: 404,
+  user_id_taken: 409,
+  email_taken: 409,
+  precondition_failed: 412
+}
+
+export const MESSAGES = {
+  unauthorized: 'Missing or invalid API key.',
+  invalidJson: 'The request body is not valid JSON.',
+  payloadTooLarge: 'The request body is larger than 65536 bytes.',
+  unsupportedMediaType: 'The request body must be application/json (or application/merge-patch+json on PUT and PATCH).',
+  notFound: 'There is no such route.',
+  unavailable: 'The database is unavailable. Try again shortly.',
+  invalidUrl: 'The URL is not valid.',
+  badRequest: 'The request is malformed.',
+  internal: 'Internal server error'
+} as const
+
+export const unauthorized = (): HttpProblem =>
+  new HttpProblem(401, 'unauthorized', MESSAGES.unauthorized, { 'www-authenticate': 'Bearer' })
+
+/** Maps anything thrown while handling a request to the problem the client sees. */
+export function toProblem (error: unknown): HttpProblem {
+  if (error instanceof HttpProblem) return error
+  if (error instanceof UsersError) {
+    const { code } = error as UsersError & { code: DomainErrorCode }
+    const errors = (error as { errors?: FieldError[] }).errors
+    return new HttpProblem(DOMAIN_STATUS[code], code, error.message, {}, errors)
+  }
+  if (isUnavailable(error) || (error as Error | null)?.name === 'DatabaseUnavailableError') {
+    return new HttpProblem(503, 'unavailable', MESSAGES.unavailable)
+  }
+  const fastifyError = error as Partial<FastifyError>
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return new HttpProblem(415, 'unsupported_media_type', MESSAGES.unsupportedMediaType)
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': return new HttpProblem(413, 'payload_too_large', MESSAGES.payloadTooLarge)
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return new HttpProblem(400, 'bad_request', MESSAGES.badRequest)
+  }
+  const status = fastifyError.statusCode
+  if (typeof status === 'number' && status >= 400 && status < 500) return new HttpProblem(status, 'bad_request', MESSAGES.badRequest)
+  return new HttpProblem(500, 'internal', MESSAGES.internal)
+}
+
+export function problemBody (problem: HttpProblem): { message: string, code: string, errors?: FieldError[] } {
+  return problem.errors === undefined
+    ? { message: problem.message, code: problem.code }
+    : { message: problem.message, code: problem.code, errors: problem.errors }
+}

@@ -1,0 +1,61 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { EMAIL_PATTERN, NAME_PATTERN, USER_ID_PATTERN } from '../../domain/profile-rules.js'
+import { ACQUISITION_SOURCES } from '../../domain/user.js'
+
+// Field schemas, defined once. The patterns are the domain's own, so both layers agree.
+export const Email = Type.String({ pattern: EMAIL_PATTERN, description: 'Trimmed; 3 to 254 characters; unique per app, case-insensitively.', examples: ['ada@example.com'] })
+export const Name = Type.Unsafe<string | null>({ type: ['string', 'null'], pattern: NAME_PATTERN, description: 'Trimmed; 1 to 200 characters, or null to clear.', examples: ['Ada'] })
+const userIdSchema = (description: string) => Type.String({ pattern: USER_ID_PATTERN, description, examples: ['my-user-123'] })
+export const UserId = userIdSchema("The app's own identifier: 1 to 255 characters, no control characters, no surrounding white space.")
+export const Metadata = Type.Unsafe<Record<string, unknown> | null>({
+  type: ['object', 'null'],
+  description: 'A JSON Merge Patch (RFC 7396) applied to the stored metadata; null removes all metadata. Result limits: 50 top-level keys, keys of 1 to 40 characters, 5 levels, 8192 bytes.',
+  examples: [{ plan: 'pro' }]
+})
+
+export const UserParams = Type.Object({ user_id: UserId })
+
+export const UpdateUserBody = Type.Object({
+  name: Type.Optional(Name),
+  email: Type.Optional(Email),
+  user_id: Type.Optional(UserId),
+  metadata: Type.Optional(Metadata)
+}, { additionalProperties: false })
+export type UpdateUserBody = Static<typeof UpdateUserBody>
+
+export const CreateUserBody = Type.Object({
+  email: Email,
+  user_id: Type.Optional(UserId),
+  userId: Type.Optional(userIdSchema('Alias of user_id, as the Klaim docs spell it; both at once must be equal.')),
+  name: Type.Optional(Name),
+  metadata: Type.Optional(Metadata)
+}, { additionalProperties: false })
+export type CreateUserBody = Static<typeof CreateUserBody>
+
+/** The read alias `POST /users/{user_id}` takes no body or `{}` (Fastify validates a missing body as null). */
+export const EmptyBody = Type.Unsafe<Record<string, never> | null | undefined>({ type: ['object', 'null'], additionalProperties: false })
+
+export const IfMatchHeaders = Type.Object({
+  'if-match': Type.Optional(Type.String({ description: '`*` or a list of entity tags; the update happens only if one matches the current ETag (strong comparison).' }))
+})
+
+export const UserResource = Type.Object({
+  message: Type.String(),
+  klaim_id: Type.String({ examples: ['1753306133860_A36dL'] }),
+  user_id: Type.String(),
+  email: Type.String(),
+  name: Type.Union([Type.String(), Type.Null()]),
+  metadata: Type.Record(Type.String(), Type.Unknown()),
+  credit_balance: Type.Number(),
+  acquisition_source: Type.Union(ACQUISITION_SOURCES.map((s) => Type.Literal(s))),
+  created_at: Type.Integer({ description: 'Epoch milliseconds.' }),
+  updated_at: Type.Integer({ description: 'Epoch milliseconds; changes only when a field really changed.' })
+})
+
+export const ErrorBody = Type.Object({
+  message: Type.String(),
+  code: Type.String(),
+  errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() })))
+})
+
+export const HealthBody = Type.Object({ status: Type.String() })

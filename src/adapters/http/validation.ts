@@ -1,0 +1,51 @@
+import { Ajv, type ErrorObject } from 'ajv'
+import type { FastifySchemaCompiler } from 'fastify'
+import type { FieldError } from '../../domain/errors.js'
+import { checkMetadataPatch, isPlainObject, pointer } from '../../domain/metadata.js'
+import { FIELD_MESSAGES, MISSING_REQUIRED_FIELDS } from '../../domain/profile-rules.js'
+import { HttpProblem } from './problems.js'
+
+// No coercion ({"name": 42} is a 400), nothing stripped (unknown fields are named), every error listed.
+const ajv = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: true, strict: false })
+
+export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema }) => ajv.compile(schema as object)
+
+export type RequestPart = 'params' | 'headers' | 'body' | 'querystring'
+const PART_PREFIX: Record<RequestPart, string> = { params: '/path', headers: '/header', body: '', querystring: '/query' }
+
+const MESSAGE_BY_FIELD: Record<string, string> = {
+  email: FIELD_MESSAGES.email,
+  name: FIELD_MESSAGES.name,
+  user_id: FIELD_MESSAGES.userId,
+  userId: FIELD_MESSAGES.userId,
+  metadata: FIELD_MESSAGES.metadata
+}
+
+function toFieldError (part: RequestPart, error: ErrorObject): FieldError {
+  const base = PART_PREFIX[part] + error.instancePath
+  if (error.keyword === 'required') return { path: pointer(base, (error.params as { missingProperty: string }).missingProperty), message: FIELD_MESSAGES.required }
+  if (error.keyword === 'additionalProperties') return { path: pointer(base, (error.params as { additionalProperty: string }).additionalProperty), message: FIELD_MESSAGES.unknown }
+  if (error.instancePath === '' && part === 'body') return { path: '', message: FIELD_MESSAGES.object }
+  const field = error.instancePath.split('/').pop() ?? ''
+  return { path: base, message: MESSAGE_BY_FIELD[field] ?? `${error.message ?? 'is invalid'}` }
+}
+
+/**
+ * Turns the schema errors of one part of a request into the contract's 400. For a body it also
+ * lists what only the domain checks (metadata keys and values), so the client sees every
+ * offending field at once.
+ */
+export function validationProblem (part: RequestPart, errors: ErrorObject[], body?: unknown): HttpProblem {
+  const byPath = new Map<string, FieldError>()
+  for (const error of errors) {
+    const fieldError = toFieldError(part, error)
+    if (!byPath.has(fieldError.path)) byPath.set(fieldError.path, fieldError)
+  }
+  if (part === 'body' && isPlainObject(body) && isPlainObject(body.metadata) && !byPath.has('/metadata')) {
+    const metadataErrors: FieldError[] = []
+    checkMetadataPatch(body.metadata, '/metadata', metadataErrors)
+    for (const e of metadataErrors) if (!byPath.has(e.path)) byPath.set(e.path, e)
+  }
+  const missing = errors.some((e) => e.keyword === 'required' && part === 'body')
+  return new HttpProblem(400, 'validation_failed', missing ? MISSING_REQUIRED_FIELDS : 'The request is invalid.', {}, [...byPath.values()].slice(0, 100))
+}

@@ -1,0 +1,43 @@
+/** Which unique index refused a write, from either driver's error; undefined for other errors. */
+export function uniqueViolation (error: unknown): 'user_id' | 'email' | 'klaim_id' | undefined {
+  if (typeof error !== 'object' || error === null) return undefined
+  const { code, constraint, message } = error as { code?: unknown, constraint?: unknown, message?: unknown }
+  let where: string
+  if (code === '23505' && typeof constraint === 'string') where = constraint // PostgreSQL: the index name
+  else if ((code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') && typeof message === 'string') where = message // SQLite: the columns
+  else return undefined
+  if (where.includes('email_key')) return 'email'
+  if (where.includes('user_id')) return 'user_id'
+  if (where.includes('klaim_id') || where.includes('users_pkey')) return 'klaim_id'
+  return undefined
+}
+
+const RETRYABLE_POSTGRES = new Set(['40001', '40P01']) // serialization_failure, deadlock_detected
+
+/** A transaction the database aborted to break a deadlock or keep serialisability: run it again. */
+export function isRetryable (error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && (RETRYABLE_POSTGRES.has(code) || code === 'SQLITE_BUSY')
+}
+
+/** The database is unreachable or refusing connections: a 503, not a 500. */
+export class DatabaseUnavailableError extends Error {
+  constructor (cause: unknown) {
+    super('The database is unavailable.', { cause })
+    this.name = 'DatabaseUnavailableError'
+  }
+}
+
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EHOSTUNREACH', 'EAI_AGAIN',
+  '57P01', '57P02', '57P03', // admin_shutdown, crash_shutdown, cannot_connect_now
+  '53300', // too_many_connections
+  '08000', '08001', '08003', '08004', '08006' // connection exceptions
+])
+
+export function isUnavailable (error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false
+  const { code, message } = error as { code?: unknown, message?: unknown }
+  if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true
+  return typeof message === 'string' && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)
+}

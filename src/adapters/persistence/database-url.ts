@@ -1,0 +1,25 @@
+import type { DialectName } from './schema.js'
+
+export type DatabaseLocation =
+  | { dialect: Extract<DialectName, 'sqlite'>, filename: string }
+  | { dialect: Extract<DialectName, 'postgres'>, connectionString: string }
+
+/**
+ * `sqlite:<path>` (relative to the working folder, or absolute), `sqlite::memory:`,
+ * `postgres://...` or `postgresql://...`. Returns undefined for anything else.
+ */
+export function parseDatabaseUrl (url: string): DatabaseLocation | undefined {
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    try {
+      const parsed = new URL(url)
+      return parsed.hostname === '' && !parsed.searchParams.has('host') ? undefined : { dialect: 'postgres', connectionString: url }
+    } catch {
+      return undefined
+    }
+  }
+  if (url.startsWith('sqlite:')) {
+    const filename = url.slice('sqlite:'.length)
+    return filename === '' ? undefined : { dialect: 'sqlite', filename }
+  }
+  return undefined
+}

@@ -1,0 +1,47 @@
+import type { Kysely } from 'kysely'
+import type { AppRepository } from '../../application/ports.js'
+import type { DatabaseSchema } from './schema.js'
+
+const toMillis = (value: number | string | null): number | null => value === null ? null : Number(value)
+
+export function kyselyAppRepository (db: Kysely<DatabaseSchema>): AppRepository {
+  return {
+    async insertApp (app) {
+      await db.insertInto('apps').values({ id: app.appId, name: app.name, created_at: app.createdAt }).execute()
+    },
+
+    async appExists (appId) {
+      return await db.selectFrom('apps').select('id').where('id', '=', appId).executeTakeFirst() !== undefined
+    },
+
+    async listApps () {
+      const rows = await db.selectFrom('apps').selectAll().orderBy('created_at').orderBy('id').execute()
+      return rows.map((r) => ({ appId: r.id, name: r.name, createdAt: Number(r.created_at) }))
+    },
+
+    async insertKey (key, keyHash) {
+      await db.insertInto('api_keys').values({
+        id: key.keyId, app_id: key.appId, key_hash: keyHash, prefix: key.prefix, created_at: key.createdAt, revoked_at: key.revokedAt
+      }).execute()
+    },
+
+    async listKeys (appId) {
+      const rows = await db.selectFrom('api_keys').select(['id', 'app_id', 'prefix', 'created_at', 'revoked_at'])
+        .where('app_id', '=', appId).orderBy('created_at').orderBy('id').execute()
+      return rows.map((r) => ({ keyId: r.id, appId: r.app_id, prefix: r.prefix, createdAt: Number(r.created_at), revokedAt: toMillis(r.revoked_at) }))
+    },
+
+    async revokeKey (keyId, at) {
+      const result = await db.updateTable('api_keys').set({ revoked_at: at })
+        .where('id', '=', keyId).where('revoked_at', 'is', null).executeTakeFirst()
+      if (result.numUpdatedRows > 0n) return true
+      return await db.selectFrom('api_keys').select('id').where('id', '=', keyId).executeTakeFirst() !== undefined
+    },
+
+    async findKeyByHash (keyHash) {
+      const row = await db.selectFrom('api_keys').select(['app_id', 'key_hash', 'revoked_at'])
+        .where('key_hash', '=', keyHash).executeTakeFirst()
+      return row === undefined ? undefined : { appId: row.app_id, keyHash: row.key_hash, revokedAt: toMillis(row.revoked_at) }
+    }
+  }
+}

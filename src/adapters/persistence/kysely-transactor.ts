@@ -1,0 +1,47 @@
+import { sql, type Kysely } from 'kysely'
+import type { Transactor, UnitOfWork } from '../../application/ports.js'
+import { isRetryable } from './database-errors.js'
+import { kyselyUserRepository } from './kysely-user-repository.js'
+import type { DatabaseSchema, DialectName } from './schema.js'
+
+const MAX_ATTEMPTS = 10
+
+function unitOfWork (db: Kysely<DatabaseSchema>, dialect: DialectName): UnitOfWork {
+  return { users: kyselyUserRepository(db, dialect, true) }
+}
+
+/**
+ * PostgreSQL: READ COMMITTED transactions whose reads lock rows. SQLite: `BEGIN IMMEDIATE`, which
+ * takes the write lock up front, so transactions of several processes on one file serialise
+ * instead of failing at their first write. Either way a transaction the database aborts for a
+ * deadlock, serialisation failure or busy lock is run again, never reported.
+ */
+export function kyselyTransactor (db: Kysely<DatabaseSchema>, dialect: DialectName): Transactor {
+  async function once<T> (work: (uow: UnitOfWork) => Promise<T>): Promise<T> {
+    if (dialect === 'postgres') return await db.transaction().execute(async (trx) => await work(unitOfWork(trx, dialect)))
+    return await db.connection().execute(async (conn) => {
+      await sql`begin immediate`.execute(conn)
+      try {
+        const result = await work(unitOfWork(conn, dialect))
+        await sql`commit`.execute(conn)
+        return result
+      } catch (error) {
+        // A failed statement can have ended the transaction already; the first error is the one to report.
+        await sql`rollback`.execute(conn).catch(() => {})
+        throw error
+      }
+    })
+  }
+
+  return {
+    async transaction (work) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await once(work)
+        } catch (error) {
+          if (!isRetryable(error) || attempt === MAX_ATTEMPTS) throw error
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,30 @@
+import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely'
+import type { DialectName } from '../schema.js'
+import * as initial from './0001-initial.js'
+
+type DialectMigration = { up: (db: Kysely<any>, dialect: DialectName) => Promise<void> }
+
+// A static list, in order: no folder scanning, so the compiled package carries its migrations.
+const MIGRATIONS: Record<string, DialectMigration> = {
+  '0001-initial': initial
+}
+
+function provider (dialect: DialectName): MigrationProvider {
+  return {
+    async getMigrations () {
+      const migrations: Record<string, Migration> = {}
+      for (const [name, migration] of Object.entries(MIGRATIONS)) {
+        migrations[name] = { up: async (db) => await migration.up(db, dialect) }
+      }
+      return migrations
+    }
+  }
+}
+
+/** Applies every pending migration; throws when one fails (nothing of it stays applied). */
+export async function migrateToLatest (db: Kysely<any>, dialect: DialectName): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: provider(dialect) })
+  const { error, results } = await migrator.migrateToLatest()
+  if (error !== undefined) throw error
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+}

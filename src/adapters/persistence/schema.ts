@@ -1,0 +1,43 @@
+import type { ColumnType, Generated } from 'kysely'
+
+// PostgreSQL returns int8 as a string and jsonb as an object; SQLite returns numbers and text.
+type Millis = ColumnType<number | string, number, number>
+
+export interface AppsTable {
+  id: string
+  name: string
+  created_at: Millis
+}
+
+export interface ApiKeysTable {
+  id: string
+  app_id: string
+  key_hash: string
+  prefix: string
+  created_at: Millis
+  revoked_at: ColumnType<number | string | null, number | null, number | null>
+}
+
+export interface UsersTable {
+  klaim_id: string
+  app_id: string
+  user_id: string
+  email: string
+  /** The email as folded by the domain (`emailKey`), under a unique index per app. */
+  email_key: string
+  name: string | null
+  metadata: ColumnType<string | object, string, string>
+  credit_balance: ColumnType<number | string, number, number>
+  acquisition_source: string
+  created_at: Millis
+  updated_at: Millis
+  version: Generated<number>
+}
+
+export interface DatabaseSchema {
+  apps: AppsTable
+  api_keys: ApiKeysTable
+  users: UsersTable
+}
+
+export type DialectName = 'sqlite' | 'postgres'

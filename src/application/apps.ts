@@ -1,0 +1,61 @@
+import { ValidationError } from '../domain/errors.js'
+import { hasForbiddenCharacter } from '../domain/metadata.js'
+import type { ApiKey, App, AppRepository, Clock, IdSource, KeyMinter } from './ports.js'
+
+export interface CreatedApp {
+  appId: string
+  name: string
+  /** Shown once: only its hash is stored. */
+  apiKey: string
+}
+
+export interface CreatedKey {
+  keyId: string
+  appId: string
+  apiKey: string
+}
+
+interface AppDeps { apps: AppRepository, clock: Clock, ids: IdSource, keys: KeyMinter }
+
+async function issueKey ({ apps, clock, ids, keys }: AppDeps, appId: string): Promise<CreatedKey> {
+  const { apiKey, keyHash, prefix } = keys.mint()
+  const key: ApiKey = { keyId: ids.opaque('key_'), appId, prefix, createdAt: clock.now(), revokedAt: null }
+  await apps.insertKey(key, keyHash)
+  return { keyId: key.keyId, appId, apiKey }
+}
+
+/** Creates an app with a first API key. Throws `ValidationError` for a blank or overlong name. */
+export function createApp (deps: AppDeps) {
+  return async function ({ name }: { name: unknown }): Promise<CreatedApp> {
+    const trimmed = typeof name === 'string' ? name.trim() : ''
+    if (trimmed.length === 0 || trimmed.length > 200 || hasForbiddenCharacter(trimmed)) {
+      throw new ValidationError([{ path: '/name', message: 'must be a string of 1 to 200 characters' }])
+    }
+    const app: App = { appId: deps.ids.opaque('app_'), name: trimmed, createdAt: deps.clock.now() }
+    await deps.apps.insertApp(app)
+    const { apiKey } = await issueKey(deps, app.appId)
+    return { appId: app.appId, name: app.name, apiKey }
+  }
+}
+
+/** Adds an API key to an existing app. Throws `ValidationError` for an unknown app. */
+export function createApiKey (deps: AppDeps) {
+  return async function ({ appId }: { appId: string }): Promise<CreatedKey> {
+    if (!await deps.apps.appExists(appId)) throw new ValidationError([{ path: '/appId', message: 'is not a known app' }])
+    return await issueKey(deps, appId)
+  }
+}
+
+/**
+ * The app an API key belongs to, or undefined for an unknown or revoked key. Looks the key up
+ * by its hash on every call, so a revocation holds from the next request, in every process.
+ */
+export function authenticate ({ apps, keys }: Pick<AppDeps, 'apps' | 'keys'>) {
+  return async function (apiKey: string): Promise<string | undefined> {
+    const keyHash = keys.hash(apiKey)
+    const found = await apps.findKeyByHash(keyHash)
+    // Unknown and revoked keys take the same path: one indexed read, one comparison.
+    const valid = found !== undefined && keys.same(found.keyHash, keyHash) && found.revokedAt === null
+    return valid ? found.appId : undefined
+  }
+}

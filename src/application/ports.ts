@@ -1,0 +1,87 @@
+import type { User } from '../domain/user.js'
+
+/** Milliseconds since the Unix epoch. */
+export interface Clock {
+  now(): number
+}
+
+/** Randomness for identifiers, kept behind a port so the domain and use cases stay pure. */
+export interface IdSource {
+  /** A uniform integer in [0, n). */
+  pick(n: number): number
+  /** An opaque, unguessable identifier such as `app_3kQ9...`. */
+  opaque(prefix: string): string
+}
+
+/** Stored users of every app. Reads inside a transaction lock what they read until it ends. */
+export interface UserRepository {
+  /** The user of `appId` whose current `user_id` is `userId`. */
+  findByUserId(appId: string, userId: string): Promise<User | undefined>
+  /** Whether another user of `appId` holds `userId`; takes no lock. */
+  userIdExists(appId: string, userId: string): Promise<boolean>
+  /**
+   * Stores a new user. Throws `UserIdTakenError` or `EmailTakenError` when a unique index of
+   * the app refuses it, `KlaimIdCollisionError` when the generated klaim_id exists already
+   * (that one must leave the transaction usable, so the use case can draw another id).
+   */
+  insert(user: User): Promise<void>
+  /** Stores every field of `user` (found by klaim_id). Throws like `insert` on a unique index. */
+  update(user: User): Promise<void>
+}
+
+/** What one transaction can touch. */
+export interface UnitOfWork {
+  users: UserRepository
+}
+
+export interface Transactor {
+  /**
+   * Runs `work` in one transaction: its writes commit together or not at all. Retries it whole
+   * when the database aborts it for a deadlock or a serialisation failure.
+   */
+  transaction<T>(work: (uow: UnitOfWork) => Promise<T>): Promise<T>
+}
+
+export interface App {
+  appId: string
+  name: string
+  createdAt: number
+}
+
+export interface ApiKey {
+  keyId: string
+  appId: string
+  /** The first characters of the key, enough for an operator to recognise it. */
+  prefix: string
+  createdAt: number
+  revokedAt: number | null
+}
+
+/** Apps and their API keys. Keys are stored only as hashes. */
+export interface AppRepository {
+  insertApp(app: App): Promise<void>
+  appExists(appId: string): Promise<boolean>
+  listApps(): Promise<App[]>
+  insertKey(key: ApiKey, keyHash: string): Promise<void>
+  listKeys(appId: string): Promise<ApiKey[]>
+  /** Marks the key revoked; false when there is no such key. */
+  revokeKey(keyId: string, at: number): Promise<boolean>
+  /** The key stored under `keyHash`, revoked or not. */
+  findKeyByHash(keyHash: string): Promise<{ appId: string, keyHash: string, revokedAt: number | null } | undefined>
+}
+
+/** Makes and hashes API keys (adapters bring the cryptography). */
+export interface KeyMinter {
+  mint(): { apiKey: string, keyHash: string, prefix: string }
+  hash(apiKey: string): string
+  /** Constant-time equality of two hashes. */
+  same(a: string, b: string): boolean
+}
+
+/** The generated klaim_id exists already; the use case draws another. */
+export class KlaimIdCollisionError extends Error {
+  constructor () {
+    super('klaim_id collision')
+    this.name = 'KlaimIdCollisionError'
+  }
+}

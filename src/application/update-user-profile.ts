@@ -1,0 +1,59 @@
+import { PreconditionFailedError, UserIdTakenError, UserNotFoundError, ValidationError } from '../domain/errors.js'
+import { ifMatchAllows, parseIfMatch, type IfMatch } from '../domain/if-match.js'
+import { applyProfileChanges, FIELD_MESSAGES, isValidUserId, parseProfileChanges } from '../domain/profile-rules.js'
+import { toProfile, userEtag, type UserProfile } from '../domain/user.js'
+import type { Clock, Transactor, UnitOfWork } from './ports.js'
+
+export interface UpdateUserProfileCommand {
+  appId: string
+  /** The user's current `user_id`. */
+  userId: string
+  /** Any of `name`, `email`, `userId`, `metadata` (a JSON Merge Patch). */
+  changes: unknown
+  /** An `If-Match` value: `*` or entity tags; the update happens only when one matches. */
+  ifMatch?: string | undefined
+}
+
+export const IF_MATCH_MESSAGE = 'must be * or a list of entity tags'
+
+/** Checks what needs no database: the path's user_id, the `If-Match` syntax and the changes. */
+export function checkUserIdArgument (userId: unknown, path = '/userId'): string {
+  if (!isValidUserId(userId)) throw new ValidationError([{ path, message: FIELD_MESSAGES.userId }])
+  return userId
+}
+
+function checkIfMatch (value: string | undefined): IfMatch | undefined {
+  if (value === undefined) return undefined
+  const parsed = parseIfMatch(value)
+  if (parsed === undefined) throw new ValidationError([{ path: '/ifMatch', message: IF_MATCH_MESSAGE }])
+  return parsed
+}
+
+/**
+ * Update User Profile: applies `changes` to the user atomically against the stored row (the
+ * metadata merge never works on a stale copy). Pass `uow` to run inside a caller's transaction.
+ *
+ * Throws, in this order: `ValidationError` (bad input), `UserNotFoundError`,
+ * `PreconditionFailedError` (`ifMatch` matches no current tag), `ValidationError` (merged
+ * metadata over a limit), `UserIdTakenError`, `EmailTakenError`.
+ */
+export function updateUserProfile ({ transactor, clock }: { transactor: Transactor, clock: Clock }) {
+  return async function (command: UpdateUserProfileCommand, uow?: UnitOfWork): Promise<UserProfile> {
+    const userId = checkUserIdArgument(command.userId)
+    const condition = checkIfMatch(command.ifMatch)
+    const changes = parseProfileChanges(command.changes)
+
+    const work = async ({ users }: UnitOfWork): Promise<UserProfile> => {
+      const current = await users.findByUserId(command.appId, userId)
+      if (current === undefined) throw new UserNotFoundError()
+      if (condition !== undefined && !ifMatchAllows(condition, userEtag(current))) throw new PreconditionFailedError()
+      const next = applyProfileChanges(current, changes, clock.now())
+      if (next === current) return toProfile(current)
+      // The unique index decides races; this read only makes a double conflict name user_id first.
+      if (next.userId !== current.userId && await users.userIdExists(command.appId, next.userId)) throw new UserIdTakenError()
+      await users.update(next)
+      return toProfile(next)
+    }
+    return uow === undefined ? await transactor.transaction(work) : await work(uow)
+  }
+}

@@ -1,0 +1,67 @@
+/** One offending field: a JSON Pointer into the input and what is wrong with it. */
+export interface FieldError {
+  path: string
+  message: string
+}
+
+/** Base of every error the use cases throw on purpose; `code` is stable and public. */
+export abstract class UsersError extends Error {
+  abstract readonly code: string
+}
+
+export class ValidationError extends UsersError {
+  readonly code = 'validation_failed'
+  readonly errors: FieldError[]
+
+  constructor (errors: FieldError[], message = 'The request is invalid.') {
+    super(message)
+    this.name = 'ValidationError'
+    this.errors = errors
+  }
+}
+
+export class UserNotFoundError extends UsersError {
+  readonly code = 'user_not_found'
+
+  constructor () {
+    super('Can not find user with the given user_id.')
+    this.name = 'UserNotFoundError'
+  }
+}
+
+export class UserIdTakenError extends UsersError {
+  readonly code = 'user_id_taken'
+
+  constructor () {
+    super('User ID already exists')
+    this.name = 'UserIdTakenError'
+  }
+}
+
+export class EmailTakenError extends UsersError {
+  readonly code = 'email_taken'
+
+  constructor () {
+    super('Email already exists')
+    this.name = 'EmailTakenError'
+  }
+}
+
+export class PreconditionFailedError extends UsersError {
+  readonly code = 'precondition_failed'
+
+  constructor () {
+    super('The user was modified since it was read.')
+    this.name = 'PreconditionFailedError'
+  }
+}
+
+/** Every error a use case throws on purpose. Adding one here forces the HTTP status table to name it. */
+export type DomainError =
+  | ValidationError
+  | UserNotFoundError
+  | UserIdTakenError
+  | EmailTakenError
+  | PreconditionFailedError
+
+export type DomainErrorCode = DomainError['code']

@@ -1,0 +1,47 @@
+import type { FastifyInstance } from 'fastify'
+import { buildHttpApp, loggerOptions } from './adapters/http/app.js'
+import { ConfigError, dataFolder, loadConfig, type Config } from './config.js'
+import { ensureFirstApp } from './first-start.js'
+import { openUsersService } from './users-service.js'
+
+function readConfig (): Config {
+  try {
+    return loadConfig()
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    process.stderr.write(`klaim-users: ${error.message}\n`)
+    process.exit(1)
+  }
+}
+
+/** The composition root: config -> database -> migrate -> use cases -> HTTP. */
+async function main (): Promise<void> {
+  const config = readConfig()
+  let app: FastifyInstance | undefined
+  const service = await openUsersService({
+    databaseUrl: config.databaseUrl,
+    poolMax: config.poolMax,
+    sqliteSynchronous: config.sqliteSynchronous,
+    onPoolError: (error) => app?.log.warn({ err: error }, 'an idle database connection failed; the pool replaces it')
+  })
+  app = await buildHttpApp({ service, logger: loggerOptions(config.logLevel) })
+
+  const keyFile = await ensureFirstApp(service, dataFolder(config.database))
+  if (keyFile !== undefined) app.log.info({ keyFile }, 'created the app "default"; its API key is in this file')
+
+  let stopping = false
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return
+    stopping = true
+    app?.log.info({ signal }, 'stopping: finishing requests in flight')
+    await app?.close()
+    await service.close()
+    process.exit(0)
+  }
+  process.on('SIGTERM', (signal) => { void stop(signal) })
+  process.on('SIGINT', (signal) => { void stop(signal) })
+
+  await app.listen({ port: config.port, host: config.host })
+}
+
+await main()
