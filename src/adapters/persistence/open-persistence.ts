@@ -1,0 +1,64 @@
+import { sql, type Kysely } from 'kysely'
+import type pg from 'pg'
+import type { AppRepository, Transactor, UserRepository } from '../../application/ports.js'
+import { parseDatabaseUrl, type DatabaseLocation } from './database-url.js'
+import { kyselyAppRepository } from './kysely-app-repository.js'
+import { kyselyTransactor } from './kysely-transactor.js'
+import { kyselyUserRepository } from './kysely-user-repository.js'
+import { migrateToLatest } from './migrations/index.js'
+import { openPostgres } from './postgres.js'
+import type { DatabaseSchema } from './schema.js'
+import { openSqlite, type SqliteSynchronous } from './sqlite.js'
+
+export interface PersistenceOptions {
+  databaseUrl: string
+  poolMax?: number
+  sqliteSynchronous?: SqliteSynchronous
+  onPoolError?: (error: Error) => void
+  /** Apply pending migrations first (default true). */
+  migrate?: boolean
+}
+
+export interface Persistence {
+  location: DatabaseLocation
+  db: Kysely<DatabaseSchema>
+  /** The pg pool on PostgreSQL, else undefined. */
+  pool: pg.Pool | undefined
+  users: UserRepository
+  apps: AppRepository
+  transactor: Transactor
+  migrate(): Promise<string[]>
+  /** Resolves when the database answers a trivial query. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+/** Opens the database named by a URL with every repository of the ports wired to it. */
+export async function openPersistence (options: PersistenceOptions): Promise<Persistence> {
+  const location = parseDatabaseUrl(options.databaseUrl)
+  if (location === undefined) throw new TypeError('databaseUrl must be sqlite:<path>, sqlite::memory:, postgres://... or postgresql://...')
+  const { db, pool } = location.dialect === 'postgres'
+    ? openPostgres(location.connectionString, { poolMax: options.poolMax ?? 10, onPoolError: options.onPoolError ?? (() => {}) })
+    : { db: openSqlite(location.filename, options.sqliteSynchronous ?? 'NORMAL'), pool: undefined }
+  const dialect = location.dialect
+  const persistence: Persistence = {
+    location,
+    db,
+    pool,
+    users: kyselyUserRepository(db, dialect, false),
+    apps: kyselyAppRepository(db),
+    transactor: kyselyTransactor(db, dialect),
+    migrate: async () => await migrateToLatest(db, dialect),
+    ping: async () => { await sql`select 1`.execute(db) },
+    close: async () => { await db.destroy() }
+  }
+  if (options.migrate !== false) {
+    try {
+      await persistence.migrate()
+    } catch (error) {
+      await db.destroy()
+      throw error
+    }
+  }
+  return persistence
+}

@@ -1,0 +1,128 @@
+import t from 'tap'
+import { KlaimIdCollisionError } from '../../src/application/ports.js'
+import { EmailTakenError, UserIdTakenError } from '../../src/domain/errors.js'
+import type { User } from '../../src/domain/user.js'
+import { eachDatabase } from '../helpers/databases.js'
+import { freshPersistence } from '../helpers/fixtures.js'
+
+// The repository contract, written once as a function of a fresh migrated database.
+eachDatabase(t, (t, db) => {
+  async function withApps (t: Parameters<typeof freshPersistence>[0]) {
+    const p = await freshPersistence(t, db)
+    for (const appId of ['app1', 'app2']) await p.apps.insertApp({ appId, name: appId, createdAt: 1 })
+    return p
+  }
+
+  let n = 0
+  function user (overrides: Partial<User> = {}): User {
+    n++
+    return {
+      appId: 'app1', klaimId: `17000000000${n}_abcde`, userId: `user-${n}`, email: `u${n}@example.com`, name: null,
+      metadata: {}, creditBalance: 0, acquisitionSource: 'api', createdAt: 1_753_306_133_860, updatedAt: 1_753_306_133_860, version: 1, ...overrides
+    }
+  }
+
+  t.test('a stored user reads back exactly, numbers as numbers', async (t) => {
+    const { users } = await withApps(t)
+    const u = user({ name: 'Ada', metadata: { plan: 'pro', list: [1, 'two', null, { deep: true }], 'ü😀': 'ü😀', n: 1.5 }, creditBalance: 12.5, acquisitionSource: 'member_manual' })
+    await users.insert(u)
+    t.same(await users.findByUserId('app1', u.userId), u)
+    t.equal(await users.findByUserId('app1', 'nobody'), undefined)
+    t.equal(await users.findByUserId('app2', u.userId), undefined, 'another app does not see it')
+    t.ok(await users.userIdExists('app1', u.userId))
+    t.notOk(await users.userIdExists('app2', u.userId))
+  })
+
+  t.test('metadata arrays and empty objects survive the round trip', async (t) => {
+    const { users } = await withApps(t)
+    const u = user({ metadata: { tags: ['a', 'b'], empty: {}, none: [] } })
+    await users.insert(u)
+    t.same((await users.findByUserId('app1', u.userId))?.metadata, { tags: ['a', 'b'], empty: {}, none: [] })
+  })
+
+  t.test('user_id and email are unique per app; email case-insensitively, beyond ASCII', async (t) => {
+    const { users } = await withApps(t)
+    const first = user({ userId: 'same', email: 'ÄDA@Example.com' })
+    await users.insert(first)
+    await t.rejects(users.insert(user({ userId: 'same' })), UserIdTakenError)
+    await t.rejects(users.insert(user({ email: 'äda@example.COM' })), EmailTakenError)
+    await users.insert(user({ appId: 'app2', userId: 'same', email: 'äda@example.com' }))
+    t.pass('another app may hold both')
+  })
+
+  t.test('a klaim_id collision is told apart, and leaves the transaction usable', async (t) => {
+    const { users, transactor } = await withApps(t)
+    const first = user()
+    await users.insert(first)
+    const result = await transactor.transaction(async ({ users }) => {
+      await t.rejects(users.insert(user({ klaimId: first.klaimId })), KlaimIdCollisionError)
+      const other = user()
+      await users.insert(other)
+      return other
+    })
+    t.same(await users.findByUserId('app1', result.userId), result)
+  })
+
+  t.test('update writes every field and maps conflicts', async (t) => {
+    const { users } = await withApps(t)
+    const a = user()
+    const b = user()
+    await users.insert(a)
+    await users.insert(b)
+    const changed = { ...a, userId: 'renamed', email: 'New@Example.com', name: 'N', metadata: { x: [1] }, updatedAt: a.updatedAt + 5, version: 2 }
+    await users.update(changed)
+    t.same(await users.findByUserId('app1', 'renamed'), changed)
+    t.equal(await users.findByUserId('app1', a.userId), undefined)
+    await t.rejects(users.update({ ...b, userId: 'renamed' }), UserIdTakenError)
+    await t.rejects(users.update({ ...b, email: 'new@example.com' }), EmailTakenError)
+    await users.update({ ...changed, email: 'NEW@example.com', version: 3 })
+    t.equal((await users.findByUserId('app1', 'renamed'))?.email, 'NEW@example.com', 'its own address in another case is no conflict')
+  })
+
+  t.test('a failed transaction leaves nothing behind', async (t) => {
+    const { users, transactor } = await withApps(t)
+    const kept = user()
+    await users.insert(kept)
+    await t.rejects(transactor.transaction(async ({ users }) => {
+      await users.update({ ...kept, name: 'changed', version: 2 })
+      await users.insert(user())
+      throw new Error('boom')
+    }), /boom/)
+    t.same(await users.findByUserId('app1', kept.userId), kept)
+  })
+
+  t.test('concurrent read-merge-write transactions never lose an update', async (t) => {
+    const { users, transactor } = await withApps(t)
+    const u = user()
+    await users.insert(u)
+    await Promise.all(Array.from({ length: 20 }, async (_, i) => await transactor.transaction(async ({ users }) => {
+      const current = await users.findByUserId('app1', u.userId)
+      if (current === undefined) throw new Error('missing')
+      await users.update({ ...current, metadata: { ...current.metadata, [`k${i}`]: i }, version: current.version + 1 })
+    })))
+    const final = await users.findByUserId('app1', u.userId)
+    t.equal(Object.keys(final?.metadata ?? {}).length, 20)
+    t.equal(final?.version, 21)
+  })
+
+  t.test('apps and keys: stored, listed, revoked, found by hash', async (t) => {
+    const { apps } = await withApps(t)
+    t.ok(await apps.appExists('app1'))
+    t.notOk(await apps.appExists('nope'))
+    t.same((await apps.listApps()).map((a) => a.appId), ['app1', 'app2'])
+    await apps.insertKey({ keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: null }, 'hash1')
+    t.same(await apps.findKeyByHash('hash1'), { appId: 'app1', keyHash: 'hash1', revokedAt: null })
+    t.equal(await apps.findKeyByHash('nope'), undefined)
+    t.ok(await apps.revokeKey('k1', 9))
+    t.ok(await apps.revokeKey('k1', 10), 'revoking twice is fine')
+    t.notOk(await apps.revokeKey('nope', 9))
+    t.same(await apps.findKeyByHash('hash1'), { appId: 'app1', keyHash: 'hash1', revokedAt: 9 })
+    t.same(await apps.listKeys('app1'), [{ keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: 9 }])
+  })
+
+  t.test('migrating again is a no-op', async (t) => {
+    const p = await freshPersistence(t, db)
+    t.same(await p.migrate(), [])
+    await p.ping()
+  })
+})

@@ -1,0 +1,61 @@
+import { appendFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import type { Test } from 'tap'
+
+export type DialectName = 'sqlite' | 'postgres'
+
+export interface TestDatabase {
+  dialect: DialectName
+  /** A fresh, empty database of its own; dropped at the end of `t`. */
+  fresh(t: Test): Promise<string>
+}
+
+const sqlite: TestDatabase = {
+  dialect: 'sqlite',
+  async fresh () {
+    record('sqlite')
+    return 'sqlite::memory:'
+  }
+}
+
+function postgres (adminUrl: string): TestDatabase {
+  return {
+    dialect: 'postgres',
+    async fresh (t) {
+      record('postgres')
+      const name = `t_${randomBytes(8).toString('hex')}`
+      const admin = new pg.Client({ connectionString: adminUrl })
+      await admin.connect()
+      try {
+        await admin.query(`create database ${name}`)
+      } finally {
+        await admin.end()
+      }
+      t.teardown(async () => {
+        const client = new pg.Client({ connectionString: adminUrl })
+        await client.connect()
+        await client.query(`drop database if exists ${name} with (force)`)
+        await client.end()
+      })
+      const url = new URL(adminUrl)
+      url.pathname = `/${name}`
+      return url.toString()
+    }
+  }
+}
+
+const adminUrl = process.env.TEST_DATABASE_URL
+/** SQLite always; PostgreSQL when `npm test` found or started one (TEST_DATABASE_URL). */
+export const databases: TestDatabase[] = adminUrl === undefined || adminUrl === '' ? [sqlite] : [sqlite, postgres(adminUrl)]
+
+/** Counts a fresh database per dialect, so `npm test` can report how many tests ran on each. */
+function record (dialect: DialectName): void {
+  const file = process.env.TEST_COUNTS_FILE
+  if (file !== undefined) appendFileSync(file, `${dialect}\n`)
+}
+
+/** Runs `suite` once per database, as a subtest named after the dialect. */
+export function eachDatabase (t: Test, suite: (t: Test, db: TestDatabase) => void | Promise<void>): void {
+  for (const db of databases) void t.test(db.dialect, async (t) => { await suite(t, db) })
+}

@@ -1,0 +1,52 @@
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
+import type { Test } from 'tap'
+import { buildHttpApp } from '../../src/adapters/http/app.js'
+import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
+import { openUsersService, type UsersService, type UsersServiceOptions } from '../../src/users-service.js'
+import type { TestDatabase } from './databases.js'
+
+export async function freshPersistence (t: Test, db: TestDatabase): Promise<Persistence> {
+  const persistence = await openPersistence({ databaseUrl: await db.fresh(t) })
+  t.teardown(async () => await persistence.close())
+  return persistence
+}
+
+export async function freshService (t: Test, db: TestDatabase, options: Partial<UsersServiceOptions> = {}): Promise<UsersService> {
+  const service = await openUsersService({ databaseUrl: await db.fresh(t), ...options })
+  t.teardown(async () => await service.close())
+  return service
+}
+
+export interface TestClient {
+  app: FastifyInstance
+  service: UsersService
+  appId: string
+  apiKey: string
+  /** Injects a request with the app's key (unless `headers.authorization` says otherwise). */
+  request(options: InjectOptions): Promise<LightMyRequestResponse>
+  put(userId: string, body: unknown, headers?: Record<string, string>): Promise<LightMyRequestResponse>
+  createUser(body: Record<string, unknown>): Promise<LightMyRequestResponse>
+}
+
+export function clientFor (app: FastifyInstance, service: UsersService, appId: string, apiKey: string): TestClient {
+  const request = async (options: InjectOptions) =>
+    await app.inject({ ...options, headers: { authorization: `Bearer ${apiKey}`, ...options.headers } })
+  return {
+    app,
+    service,
+    appId,
+    apiKey,
+    request,
+    put: async (userId, body, headers = {}) => await request({ method: 'PUT', url: `/users/${encodeURIComponent(userId)}`, payload: body as object, headers }),
+    createUser: async (body) => await request({ method: 'POST', url: '/users', payload: body })
+  }
+}
+
+/** A built (not listening) HTTP app on a fresh database, with one app and its key. */
+export async function freshClient (t: Test, db: TestDatabase, options: Partial<UsersServiceOptions> = {}): Promise<TestClient> {
+  const service = await freshService(t, db, options)
+  const app = await buildHttpApp({ service })
+  t.teardown(async () => await app.close())
+  const { appId, apiKey } = await service.createApp({ name: 'test' })
+  return clientFor(app, service, appId, apiKey)
+}

@@ -1,0 +1,84 @@
+import t from 'tap'
+import { eachDatabase } from '../helpers/databases.js'
+import { freshClient } from '../helpers/fixtures.js'
+
+const KLAIM_ID = /^\d{13}_[A-Za-z0-9]{5}$/
+
+eachDatabase(t, (t, db) => {
+  t.test('201: created with Location, ETag and the full resource', async (t) => {
+    const client = await freshClient(t, db)
+    const res = await client.createUser({ email: '  Ada@Example.com ', user_id: 'a b/ü', name: ' Ada ', metadata: { plan: 'pro', drop: null, nested: { x: null, y: 1 } } })
+    t.equal(res.statusCode, 201)
+    t.equal(res.headers.location, '/users/a%20b%2F%C3%BC')
+    const body = res.json()
+    t.match(body, { message: 'resource created successfully', user_id: 'a b/ü', email: 'Ada@Example.com', name: 'Ada', credit_balance: 0, acquisition_source: 'api' })
+    t.same(body.metadata, { plan: 'pro', nested: { y: 1 } }, 'nulls are dropped')
+    t.match(body.klaim_id, KLAIM_ID)
+    t.equal(body.created_at, body.updated_at)
+    t.equal(String(body.created_at), body.klaim_id.split('_')[0])
+    t.equal(res.headers.etag, `"${body.klaim_id}.1"`)
+    t.same(Object.keys(body).sort(), ['acquisition_source', 'created_at', 'credit_balance', 'email', 'klaim_id', 'message', 'metadata', 'name', 'updated_at', 'user_id'])
+  })
+
+  t.test('user_id defaults to klaim_id; userId is an alias; both must agree', async (t) => {
+    const client = await freshClient(t, db)
+    const plain = (await client.createUser({ email: 'a@example.com' })).json()
+    t.equal(plain.user_id, plain.klaim_id)
+    t.equal(plain.name, null)
+    t.same(plain.metadata, {})
+    t.equal((await client.createUser({ email: 'b@example.com', userId: 'bee' })).json().user_id, 'bee')
+    t.equal((await client.createUser({ email: 'c@example.com', userId: 'sea', user_id: 'sea' })).statusCode, 201)
+    const clash = await client.createUser({ email: 'd@example.com', userId: 'x', user_id: 'y' })
+    t.equal(clash.statusCode, 400)
+    t.same(clash.json(), { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/userId', message: 'must equal user_id when both are sent' }] })
+    t.equal((await client.createUser({ email: 'e@example.com', metadata: null })).json().metadata.constructor, Object, 'metadata null is {}')
+  })
+
+  t.test('400: email missing says "missing required fields" and lists the rest', async (t) => {
+    const client = await freshClient(t, db)
+    const res = await client.createUser({ name: 42 })
+    t.equal(res.statusCode, 400)
+    t.same(res.json(), {
+      message: 'missing required fields',
+      code: 'validation_failed',
+      errors: [{ path: '/email', message: 'is required' }, { path: '/name', message: 'must be a string of 1 to 200 characters (after trimming), or null' }]
+    })
+    const bad = await client.createUser({ email: 'nope', foo: 1 })
+    t.equal(bad.json().message, 'The request is invalid.')
+    t.same(bad.json().errors.map((e: { path: string }) => e.path).sort(), ['/email', '/foo'])
+    const meta = await client.createUser({ email: 'a@example.com', metadata: { a: { b: { c: { d: { e: { f: 1 } } } } } } })
+    t.same(meta.json().errors, [{ path: '/metadata', message: 'metadata must be nested at most 5 levels deep' }])
+    t.equal((await client.request({ method: 'POST', url: '/users', payload: { email: 'a@example.com' }, headers: { 'content-type': 'application/merge-patch+json' } })).statusCode, 415, 'merge-patch is for PUT and PATCH')
+  })
+
+  t.test('409 on create: user_id first, then email (case-insensitive)', async (t) => {
+    const client = await freshClient(t, db)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
+    t.same((await client.createUser({ email: 'ADA@example.com', user_id: 'ada' })).json(), { message: 'User ID already exists', code: 'user_id_taken' })
+    const email = await client.createUser({ email: 'ADA@example.com', user_id: 'other' })
+    t.equal(email.statusCode, 409)
+    t.same(email.json(), { message: 'Email already exists', code: 'email_taken' })
+    t.equal((await client.request({ method: 'GET', url: '/users/other' })).statusCode, 404, 'nothing stored')
+  })
+
+  t.test('GET and the POST read alias', async (t) => {
+    const client = await freshClient(t, db)
+    const created = (await client.createUser({ email: 'ada@example.com', user_id: 'ada' })).json()
+    const expected = { ...created, message: 'fetch resource successfully' }
+    const get = await client.request({ method: 'GET', url: '/users/ada' })
+    t.equal(get.statusCode, 200)
+    t.same(get.json(), expected)
+    t.equal(get.headers.etag, `"${created.klaim_id}.1"`)
+    t.same((await client.request({ method: 'POST', url: '/users/ada' })).json(), expected)
+    t.same((await client.request({ method: 'POST', url: '/users/ada', payload: {} })).json(), expected)
+    for (const payload of ['{"name": "x"}', 'null', '[]']) {
+      const res = await client.request({ method: 'POST', url: '/users/ada', payload, headers: { 'content-type': 'application/json' } })
+      t.equal(res.statusCode, 400, payload)
+      t.equal(res.json().code, 'validation_failed')
+    }
+    const missing = await client.request({ method: 'GET', url: '/users/nobody' })
+    t.equal(missing.statusCode, 404)
+    t.same(missing.json(), { message: 'Can not find user with the given user_id.', code: 'user_not_found' })
+    t.equal((await client.request({ method: 'POST', url: '/users/nobody' })).statusCode, 404)
+  })
+})

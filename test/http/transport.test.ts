@@ -1,0 +1,90 @@
+import t from 'tap'
+import { eachDatabase } from '../helpers/databases.js'
+import { freshClient } from '../helpers/fixtures.js'
+
+const JSON_TYPE = 'application/json; charset=utf-8'
+
+eachDatabase(t, (t, db) => {
+  t.test('401: missing, malformed, unknown or revoked key, before anything else', async (t) => {
+    const client = await freshClient(t, db)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
+    const extra = await client.service.createApiKey({ appId: client.appId })
+    t.equal((await client.request({ method: 'GET', url: '/users/ada', headers: { authorization: `bEaReR ${extra.apiKey}` } })).statusCode, 200, 'scheme is case-insensitive')
+    await client.service.revokeApiKey({ keyId: extra.keyId })
+    const cases: Array<Record<string, string>> = [
+      { authorization: '' },
+      { authorization: 'Bearer' },
+      { authorization: `Basic ${client.apiKey}` },
+      { authorization: 'Bearer klaim_sk_unknown' },
+      { authorization: `Bearer ${extra.apiKey}` },
+      { authorization: `Bearer ${client.apiKey} extra` }
+    ]
+    for (const headers of cases) {
+      for (const [method, url, payload] of [['GET', '/users/ada'], ['PUT', '/users/ada', '{bad'], ['POST', '/users', 'x'.repeat(70000)]] as const) {
+        const res = await client.app.inject({ method, url, payload, headers: { ...headers, 'content-type': 'text/plain' } })
+        t.equal(res.statusCode, 401, `${method} ${JSON.stringify(headers)}`)
+        t.same(res.json(), { message: 'Missing or invalid API key.', code: 'unauthorized' })
+        t.equal(res.headers['www-authenticate'], 'Bearer')
+        t.equal(res.headers['content-type'], JSON_TYPE)
+      }
+    }
+    const noHeader = await client.app.inject({ method: 'GET', url: '/users/ada' })
+    t.equal(noHeader.statusCode, 401)
+  })
+
+  t.test('404 not_found for unknown routes and methods, with or without a key', async (t) => {
+    const client = await freshClient(t, db)
+    for (const [method, url] of [['DELETE', '/users/x'], ['GET', '/users'], ['GET', '/nope'], ['PUT', '/users'], ['GET', '/users/x/y']] as const) {
+      for (const res of [await client.request({ method, url }), await client.app.inject({ method, url })]) {
+        t.equal(res.statusCode, 404, `${method} ${url}`)
+        t.same(res.json(), { message: 'There is no such route.', code: 'not_found' })
+        t.equal(res.headers['content-type'], JSON_TYPE)
+      }
+    }
+  })
+
+  t.test('415, 413 and invalid_json, in the contract\'s order', async (t) => {
+    const client = await freshClient(t, db)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
+    const put = async (payload: string, contentType?: string) =>
+      await client.request({ method: 'PUT', url: '/users/ada', payload, headers: contentType === undefined ? {} : { 'content-type': contentType } })
+    const unsupported = await put('{}', 'text/plain')
+    t.equal(unsupported.statusCode, 415)
+    t.same(unsupported.json(), { message: 'The request body must be application/json (or application/merge-patch+json on PUT and PATCH).', code: 'unsupported_media_type' })
+    t.equal((await put('x'.repeat(70000), 'text/plain')).statusCode, 415, '415 before 413')
+    t.equal((await put('{}', 'application/json; charset=latin1')).statusCode, 415)
+    t.equal((await put('{}', 'application/json; charset=UTF-8')).statusCode, 200)
+    const large = await put(JSON.stringify({ name: 'x'.repeat(70000) }), 'application/json')
+    t.equal(large.statusCode, 413)
+    t.same(large.json(), { message: 'The request body is larger than 65536 bytes.', code: 'payload_too_large' })
+    t.equal((await put(`{"name": "${'x'.repeat(70000)}`, 'application/json')).statusCode, 413, '413 before invalid_json')
+    const malformed = await put('{"name": ', 'application/json')
+    t.equal(malformed.statusCode, 400)
+    t.same(malformed.json(), { message: 'The request body is not valid JSON.', code: 'invalid_json' })
+    t.equal((await put('{"name": "ok"}', 'application/json')).statusCode, 200)
+    t.equal((await client.request({ method: 'PUT', url: '/users/ada', payload: '{}' })).statusCode, 415, 'a body without a content type')
+  })
+
+  t.test('health, ready, request ids and content types', async (t) => {
+    const client = await freshClient(t, db)
+    const health = await client.app.inject({ method: 'GET', url: '/health' })
+    t.equal(health.statusCode, 200)
+    t.same(health.json(), { status: 'ok' })
+    t.equal(health.headers['content-type'], JSON_TYPE)
+    const ready = await client.app.inject({ method: 'GET', url: '/ready' })
+    t.same(ready.json(), { status: 'ready' })
+    const own = await client.app.inject({ method: 'GET', url: '/users/x', headers: { 'x-request-id': 'abc.DEF:1-2_3' } })
+    t.equal(own.headers['x-request-id'], 'abc.DEF:1-2_3', 'a 401 carries the client\'s id')
+    const bad = await client.app.inject({ method: 'GET', url: '/nope', headers: { 'x-request-id': 'has space' } })
+    t.match(bad.headers['x-request-id'], /^[0-9a-f-]{36}$/, 'an unusable id is replaced')
+    const long = await client.app.inject({ method: 'GET', url: '/health', headers: { 'x-request-id': 'x'.repeat(129) } })
+    t.not(long.headers['x-request-id'], 'x'.repeat(129))
+  })
+
+  t.test('a malformed percent-encoding is a 400, not a 500', async (t) => {
+    const client = await freshClient(t, db)
+    const res = await client.request({ method: 'GET', url: '/users/%E0%A4%A' })
+    t.equal(res.statusCode, 400)
+    t.equal(res.json().code, 'invalid_url')
+  })
+})
