@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger } from 'fastify'
 import { buildHttpApp, loggerOptions } from './adapters/http/app.js'
 import { ConfigError, dataFolder, loadConfig, type Config } from './config.js'
 import { ensureFirstApp } from './first-start.js'
@@ -17,14 +17,16 @@ function readConfig (): Config {
 /** The composition root: config -> database -> migrate -> use cases -> HTTP. */
 async function main (): Promise<void> {
   const config = readConfig()
-  let app: FastifyInstance | undefined
+  // The pool can report an idle connection's failure at any time; it logs once the app exists.
+  const logs: { to?: FastifyBaseLogger } = {}
   const service = await openUsersService({
     databaseUrl: config.databaseUrl,
     poolMax: config.poolMax,
     sqliteSynchronous: config.sqliteSynchronous,
-    onPoolError: (error) => app?.log.warn({ err: error }, 'an idle database connection failed; the pool replaces it')
+    onPoolError: (error) => logs.to?.warn({ err: error }, 'an idle database connection failed; the pool replaces it')
   })
-  app = await buildHttpApp({ service, logger: loggerOptions(config.logLevel) })
+  const app = await buildHttpApp({ service, logger: loggerOptions(config.logLevel) })
+  logs.to = app.log
 
   const keyFile = await ensureFirstApp(service, dataFolder(config.database))
   if (keyFile !== undefined) app.log.info({ keyFile }, 'created the app "default"; its API key is in this file')
@@ -33,13 +35,19 @@ async function main (): Promise<void> {
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return
     stopping = true
-    app?.log.info({ signal }, 'stopping: finishing requests in flight')
-    await app?.close()
+    app.log.info({ signal }, 'stopping: finishing requests in flight')
+    await app.close()
     await service.close()
     process.exit(0)
   }
-  process.on('SIGTERM', (signal) => { void stop(signal) })
-  process.on('SIGINT', (signal) => { void stop(signal) })
+  const onSignal = (signal: string): void => {
+    stop(signal).catch((error: unknown) => {
+      app.log.error({ err: error }, 'could not stop cleanly')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
 
   await app.listen({ port: config.port, host: config.host })
 }

@@ -22,6 +22,7 @@ export const METADATA_MESSAGES = {
   bytes: `metadata must be at most ${METADATA_LIMITS.bytes} bytes as compact UTF-8 JSON`
 } as const
 
+// eslint-disable-next-line no-control-regex -- U+0000 is exactly what must be found
 const BAD_CHARACTER = /[\u0000\p{Cs}]/u
 
 /** True when a string holds U+0000 or a lone surrogate, which no stored string may. */
@@ -41,9 +42,7 @@ export function pointer (parent: string, token: string | number): string {
 }
 
 function codePointLength (value: string): number {
-  let n = 0
-  for (const _ of value) n++
-  return n
+  return Array.from(value).length
 }
 
 function checkKey (key: string, path: string, errors: FieldError[]): void {

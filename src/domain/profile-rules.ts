@@ -130,4 +130,3 @@ export function applyProfileChanges (user: User, changes: ProfileChanges, now: n
   if (!changed) return user
   return { ...next, updatedAt: now, version: user.version + 1 }
 }
-

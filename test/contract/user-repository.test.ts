@@ -17,8 +17,18 @@ eachDatabase(t, (t, db) => {
   function user (overrides: Partial<User> = {}): User {
     n++
     return {
-      appId: 'app1', klaimId: `17000000000${n}_abcde`, userId: `user-${n}`, email: `u${n}@example.com`, name: null,
-      metadata: {}, creditBalance: 0, acquisitionSource: 'api', createdAt: 1_753_306_133_860, updatedAt: 1_753_306_133_860, version: 1, ...overrides
+      appId: 'app1',
+      klaimId: `17000000000${n}_abcde`,
+      userId: `user-${n}`,
+      email: `u${n}@example.com`,
+      name: null,
+      metadata: {},
+      creditBalance: 0,
+      acquisitionSource: 'api',
+      createdAt: 1_753_306_133_860,
+      updatedAt: 1_753_306_133_860,
+      version: 1,
+      ...overrides
     }
   }
 

@@ -57,5 +57,5 @@ function record (dialect: DialectName): void {
 
 /** Runs `suite` once per database, as a subtest named after the dialect. */
 export function eachDatabase (t: Test, suite: (t: Test, db: TestDatabase) => void | Promise<void>): void {
-  for (const db of databases) void t.test(db.dialect, async (t) => { await suite(t, db) })
+  for (const db of databases) t.test(db.dialect, async (t) => { await suite(t, db) })
 }

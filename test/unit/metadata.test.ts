@@ -5,8 +5,17 @@ import { applyProfileChanges, parseProfileChanges } from '../../src/domain/profi
 import type { JsonObject, User } from '../../src/domain/user.js'
 
 const base: User = {
-  appId: 'app', klaimId: '1_abcde', userId: 'ada', email: 'ada@example.com', name: null, metadata: {},
-  creditBalance: 0, acquisitionSource: 'api', createdAt: 1, updatedAt: 1, version: 1
+  appId: 'app',
+  klaimId: '1_abcde',
+  userId: 'ada',
+  email: 'ada@example.com',
+  name: null,
+  metadata: {},
+  creditBalance: 0,
+  acquisitionSource: 'api',
+  createdAt: 1,
+  updatedAt: 1,
+  version: 1
 }
 
 function limitErrors (stored: JsonObject, patch: JsonObject | null): string[] {

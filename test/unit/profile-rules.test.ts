@@ -4,8 +4,17 @@ import { applyProfileChanges, FIELD_MESSAGES, parseNewUser, parseProfileChanges 
 import { emailKey, type User } from '../../src/domain/user.js'
 
 const user: User = {
-  appId: 'app', klaimId: '1_abcde', userId: 'ada', email: 'ada@example.com', name: 'Ada', metadata: { plan: 'free' },
-  creditBalance: 0, acquisitionSource: 'api', createdAt: 1, updatedAt: 1, version: 1
+  appId: 'app',
+  klaimId: '1_abcde',
+  userId: 'ada',
+  email: 'ada@example.com',
+  name: 'Ada',
+  metadata: { plan: 'free' },
+  creditBalance: 0,
+  acquisitionSource: 'api',
+  createdAt: 1,
+  updatedAt: 1,
+  version: 1
 }
 
 function errorsOf (fn: () => unknown): Array<{ path: string, message: string }> {

@@ -24,7 +24,7 @@ export function registerJsonBody (fastify: FastifyInstance): void {
       return
     }
     if (body === '') {
-      done(new HttpProblem(400, 'validation_failed', 'The request body must be a JSON object.', {}, [{ path: '', message: 'must be a JSON object' }]), undefined)
+      done(new HttpProblem(400, 'validation_failed', 'The request is invalid.', {}, [{ path: '', message: 'must be a JSON object' }]), undefined)
       return
     }
     try {

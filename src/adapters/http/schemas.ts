@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
 import { EMAIL_PATTERN, NAME_PATTERN, USER_ID_PATTERN } from '../../domain/profile-rules.js'
 import { ACQUISITION_SOURCES } from '../../domain/user.js'
 
@@ -21,7 +21,6 @@ export const UpdateUserBody = Type.Object({
   user_id: Type.Optional(UserId),
   metadata: Type.Optional(Metadata)
 }, { additionalProperties: false })
-export type UpdateUserBody = Static<typeof UpdateUserBody>
 
 export const CreateUserBody = Type.Object({
   email: Email,
@@ -30,7 +29,6 @@ export const CreateUserBody = Type.Object({
   name: Type.Optional(Name),
   metadata: Type.Optional(Metadata)
 }, { additionalProperties: false })
-export type CreateUserBody = Static<typeof CreateUserBody>
 
 /** The read alias `POST /users/{user_id}` takes no body or `{}` (Fastify validates a missing body as null). */
 export const EmptyBody = Type.Unsafe<Record<string, never> | null | undefined>({ type: ['object', 'null'], additionalProperties: false })

@@ -83,7 +83,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       throw new HttpProblem(400, 'validation_failed', new ValidationError([]).message, {}, [{ path: '/userId', message: 'must equal user_id when both are sent' }])
     }
     const user = await service.createUser({ appId: request.appId, ...fields, userId: snake ?? camel })
-    reply.header('location', `/users/${encodeURIComponent(user.userId)}`)
+    reply.header('location', `${fastify.prefix}/users/${encodeURIComponent(user.userId)}`)
     return sendUser(reply, 201, 'resource created successfully', user)
   })
 

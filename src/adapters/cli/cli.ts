@@ -1,0 +1,139 @@
+import type { UsersService } from '../../users-service.js'
+import { UsersError } from '../../domain/errors.js'
+
+export interface CliIo {
+  out: (line: string) => void
+  err: (line: string) => void
+}
+
+type Service = Pick<UsersService, 'createApp' | 'listApps' | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'migrate' | 'getUser'>
+
+/** Positional arguments, their count already checked against `Verb.args`. */
+type Args = [string, string]
+
+interface Verb {
+  usage: string
+  summary: string
+  args: number
+  run: (service: Service, args: Args, json: boolean, io: CliIo) => Promise<void>
+}
+
+const iso = (ms: number | null): string => ms === null ? '-' : new Date(ms).toISOString()
+
+const VERBS: Record<string, Verb> = {
+  'apps create': {
+    usage: 'apps create <name>',
+    summary: 'Create an app and its first API key; prints one line of JSON: {"app_id","name","api_key"}. The key is shown only once.',
+    args: 1,
+    async run (service, [name], _json, io) {
+      const app = await service.createApp({ name })
+      io.out(JSON.stringify({ app_id: app.appId, name: app.name, api_key: app.apiKey }))
+    }
+  },
+  'apps list': {
+    usage: 'apps list [--json]',
+    summary: 'List every app.',
+    args: 0,
+    async run (service, _args, json, io) {
+      const apps = await service.listApps()
+      if (json) return io.out(JSON.stringify(apps.map((a) => ({ app_id: a.appId, name: a.name, created_at: a.createdAt }))))
+      if (apps.length === 0) return io.out('No apps yet. Create one: apps create <name>')
+      for (const a of apps) io.out(`${a.appId}  ${a.name}  (created ${iso(a.createdAt)})`)
+    }
+  },
+  'keys create': {
+    usage: 'keys create <app_id> [--json]',
+    summary: 'Add an API key to an app. The key is shown only once.',
+    args: 1,
+    async run (service, [appId], json, io) {
+      const key = await service.createApiKey({ appId })
+      if (json) return io.out(JSON.stringify({ key_id: key.keyId, app_id: key.appId, api_key: key.apiKey }))
+      io.out(`Created key ${key.keyId} for ${key.appId}. Store it now; it is not shown again:`)
+      io.out(key.apiKey)
+    }
+  },
+  'keys list': {
+    usage: 'keys list <app_id> [--json]',
+    summary: "List an app's keys (prefixes only; keys are stored hashed).",
+    args: 1,
+    async run (service, [appId], json, io) {
+      const keys = await service.listApiKeys({ appId })
+      if (json) return io.out(JSON.stringify(keys.map((k) => ({ key_id: k.keyId, app_id: k.appId, prefix: k.prefix, created_at: k.createdAt, revoked_at: k.revokedAt }))))
+      if (keys.length === 0) return io.out(`No keys for ${appId}.`)
+      for (const k of keys) io.out(`${k.keyId}  ${k.prefix}…  created ${iso(k.createdAt)}  ${k.revokedAt === null ? 'active' : `revoked ${iso(k.revokedAt)}`}`)
+    }
+  },
+  'keys revoke': {
+    usage: 'keys revoke <key_id> [--json]',
+    summary: 'Revoke a key; it is refused from the next request on, in every process.',
+    args: 1,
+    async run (service, [keyId], json, io) {
+      if (!await service.revokeApiKey({ keyId })) throw new CliError(`No key ${keyId}.`)
+      io.out(json ? JSON.stringify({ key_id: keyId, revoked: true }) : `Revoked ${keyId}.`)
+    }
+  },
+  migrate: {
+    usage: 'migrate [--json]',
+    summary: 'Apply pending database migrations (the server also does so at start).',
+    args: 0,
+    async run (service, _args, json, io) {
+      const applied = await service.migrate()
+      if (json) return io.out(JSON.stringify({ applied }))
+      io.out(applied.length === 0 ? 'The database is up to date.' : `Applied: ${applied.join(', ')}`)
+    }
+  },
+  'users get': {
+    usage: 'users get <app_id> <user_id> [--json]',
+    summary: 'Show one user of an app.',
+    args: 2,
+    async run (service, [appId, userId], json, io) {
+      const user = await service.getUser({ appId, userId })
+      io.out(json ? JSON.stringify(user) : JSON.stringify(user, null, 2))
+    }
+  }
+}
+
+export class CliError extends Error {
+  constructor (message: string, readonly exitCode = 1) {
+    super(message)
+  }
+}
+
+function help (): string {
+  return ['Usage: npm run --silent cli -- <verb> [args] [--json]', '', 'Verbs:',
+    ...Object.values(VERBS).map((v) => `  ${v.usage.padEnd(40)} ${v.summary}`),
+    '', 'The database is DATABASE_URL (default sqlite:./data/users.db); a fresh one is migrated first.'].join('\n')
+}
+
+/** Parses argv into a verb; returns undefined after printing help. Throws `CliError` on misuse. */
+export function parseArgs (argv: string[], io: CliIo): { verb: Verb, args: Args, json: boolean } | undefined {
+  const json = argv.includes('--json')
+  const wantsHelp = argv.includes('--help') || argv.includes('-h')
+  const words = argv.filter((a) => a !== '--json' && a !== '--help' && a !== '-h')
+  const name = [`${words[0] ?? ''} ${words[1] ?? ''}`, words[0] ?? ''].find((n) => n in VERBS)
+  if (name === undefined) {
+    if (wantsHelp || words.length === 0) { io.out(help()); return undefined }
+    throw new CliError(`Unknown command "${words.join(' ')}".\n\n${help()}`, 2)
+  }
+  const verb = VERBS[name] as Verb
+  if (wantsHelp) { io.out(`Usage: npm run --silent cli -- ${verb.usage}\n\n${verb.summary}`); return undefined }
+  const args = words.slice(name.split(' ').length)
+  if (args.length !== verb.args) throw new CliError(`Usage: npm run --silent cli -- ${verb.usage}`, 2)
+  return { verb, args: args as Args, json }
+}
+
+/** Runs one command against an opened service; returns the exit code. */
+export async function runCommand (parsed: { verb: Verb, args: Args, json: boolean }, service: Service, io: CliIo): Promise<number> {
+  try {
+    await parsed.verb.run(service, parsed.args, parsed.json, io)
+    return 0
+  } catch (error) {
+    if (error instanceof CliError) { io.err(error.message); return error.exitCode }
+    if (error instanceof UsersError) {
+      const details = (error as { errors?: Array<{ path: string, message: string }> }).errors?.map((e) => ` ${e.path} ${e.message}`).join(';') ?? ''
+      io.err(`${error.message}${details}`)
+      return 1
+    }
+    throw error
+  }
+}

@@ -1,0 +1,45 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { dirname, join, relative, resolve } from 'node:path'
+import t from 'tap'
+
+const SRC = resolve(import.meta.dirname, '..', 'src')
+
+function sources (folder: string): string[] {
+  return readdirSync(folder, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+    .map((e) => join(e.parentPath, e.name))
+}
+
+/** Every module specifier of `import … from`, `export … from`, bare `import '…'` and `import(…)`. */
+function importsOf (text: string): string[] {
+  return [...text.matchAll(/\b(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)].map((m) => m[1] ?? '')
+}
+
+/** Where an import lands: the top folder of src/ for a relative one, else the package. */
+function target (file: string, specifier: string): string {
+  if (!specifier.startsWith('.')) return `package:${specifier}`
+  return relative(SRC, resolve(dirname(file), specifier)).split('/')[0] ?? ''
+}
+
+// Arrows point inward: domain imports only itself; application only domain and itself.
+const ALLOWED: Record<string, string[]> = { domain: ['domain'], application: ['domain', 'application'] }
+
+for (const [layer, allowed] of Object.entries(ALLOWED)) {
+  t.test(`src/${layer} imports only ${allowed.join(' and ')}`, async (t) => {
+    const files = sources(join(SRC, layer))
+    t.ok(files.length > 0)
+    for (const file of files) {
+      for (const specifier of importsOf(readFileSync(file, 'utf8'))) {
+        t.ok(allowed.includes(target(file, specifier)), `${relative(SRC, file)} imports ${specifier}`)
+      }
+    }
+  })
+}
+
+t.test('the check would catch a framework, a driver or an adapter', async (t) => {
+  const probe = 'import { x } from "kysely"\nimport type { Y } from \'fastify\'\nexport { z } from "../adapters/http/app.js"\nimport "pg"\nawait import("node:fs")'
+  t.same(importsOf(probe), ['kysely', 'fastify', '../adapters/http/app.js', 'pg', 'node:fs'])
+  const inDomain = join(SRC, 'domain', 'probe.ts')
+  t.same(importsOf(probe).map((s) => target(inDomain, s)), ['package:kysely', 'package:fastify', 'adapters', 'package:pg', 'package:node:fs'])
+  t.notOk(ALLOWED.domain?.includes(target(inDomain, '../adapters/http/app.js')))
+})

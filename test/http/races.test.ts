@@ -1,0 +1,55 @@
+import t from 'tap'
+import { eachDatabase } from '../helpers/databases.js'
+import { freshClient } from '../helpers/fixtures.js'
+
+function tally (statuses: number[]): Record<number, number> {
+  const counts: Record<number, number> = {}
+  for (const s of statuses) counts[s] = (counts[s] ?? 0) + 1
+  return counts
+}
+
+// Requests are started together and race inside the service; the database alone decides.
+eachDatabase(t, (t, db) => {
+  t.test('20 users renamed at once to one user_id: exactly one wins', async (t) => {
+    const client = await freshClient(t, db)
+    for (let i = 0; i < 20; i++) await client.createUser({ email: `u${i}@example.com`, user_id: `u${i}` })
+    const responses = await Promise.all(Array.from({ length: 20 }, async (_, i) => await client.put(`u${i}`, { user_id: 'winner' })))
+    t.same(tally(responses.map((r) => r.statusCode)), { 200: 1, 409: 19 })
+    for (const r of responses.filter((r) => r.statusCode === 409)) t.equal(r.json().code, 'user_id_taken')
+    const winner = responses.find((r) => r.statusCode === 200)?.json()
+    t.same((await client.request({ method: 'GET', url: '/users/winner' })).json(), winner)
+  })
+
+  t.test('20 users changing to one email at once: exactly one wins', async (t) => {
+    const client = await freshClient(t, db)
+    for (let i = 0; i < 20; i++) await client.createUser({ email: `u${i}@example.com`, user_id: `u${i}` })
+    const responses = await Promise.all(Array.from({ length: 20 }, async (_, i) => await client.put(`u${i}`, { email: i % 2 === 0 ? 'Same@Example.com' : 'same@example.com' })))
+    t.same(tally(responses.map((r) => r.statusCode)), { 200: 1, 409: 19 })
+    for (const r of responses.filter((r) => r.statusCode === 409)) t.equal(r.json().code, 'email_taken')
+  })
+
+  t.test('20 users created at once with one email or one user_id: exactly one wins', async (t) => {
+    const client = await freshClient(t, db)
+    const byEmail = await Promise.all(Array.from({ length: 20 }, async (_, i) => await client.createUser({ email: 'one@example.com', user_id: `e${i}` })))
+    t.same(tally(byEmail.map((r) => r.statusCode)), { 201: 1, 409: 19 })
+    const byId = await Promise.all(Array.from({ length: 20 }, async (_, i) => await client.createUser({ email: `i${i}@example.com`, user_id: 'one' })))
+    t.same(tally(byId.map((r) => r.statusCode)), { 201: 1, 409: 19 })
+  })
+
+  t.test('25 parallel merges of distinct metadata keys on one user: all 200, no key lost', async (t) => {
+    const client = await freshClient(t, db)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada', metadata: { base: true } })
+    const responses = await Promise.all(Array.from({ length: 25 }, async (_, i) => await client.put('ada', { metadata: { [`k${i}`]: i } })))
+    t.same(tally(responses.map((r) => r.statusCode)), { 200: 25 })
+    const final = (await client.request({ method: 'GET', url: '/users/ada' }))
+    t.same(final.json().metadata, { base: true, ...Object.fromEntries(Array.from({ length: 25 }, (_, i) => [`k${i}`, i])) })
+    t.match(final.headers.etag, /\.26"$/, 'each merge was one version')
+  })
+
+  t.test('two writers holding the same ETag: exactly one wins', async (t) => {
+    const client = await freshClient(t, db)
+    const etag = (await client.createUser({ email: 'ada@example.com', user_id: 'ada' })).headers.etag as string
+    const responses = await Promise.all(Array.from({ length: 10 }, async (_, i) => await client.put('ada', { name: `writer ${i}` }, { 'if-match': etag })))
+    t.same(tally(responses.map((r) => r.statusCode)), { 200: 1, 412: 9 })
+  })
+})

@@ -1,0 +1,78 @@
+import { execFile, spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
+import { promisify } from 'node:util'
+import t, { type Test } from 'tap'
+
+// The compiled server and CLI as an operator runs them (`npm test` builds first).
+const ROOT = resolve(import.meta.dirname, '..')
+const SERVER = join(ROOT, 'dist', 'main.js')
+const CLI = join(ROOT, 'dist', 'adapters', 'cli', 'main.js')
+const run = promisify(execFile)
+
+function tempDir (t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'klaim-proc-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+t.test('first start: migrates, writes the key file (0600), logs only its path; SIGTERM exits 0', async (t) => {
+  const dir = tempDir(t)
+  const server = spawn(process.execPath, [SERVER], { cwd: dir, env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', DATABASE_URL: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const logs: string[] = []
+  const lines = createInterface({ input: server.stdout })
+  const address = await new Promise<string>((resolve, reject) => {
+    server.once('exit', (code) => reject(new Error(`server exited ${code}`)))
+    lines.on('line', (line) => {
+      logs.push(line)
+      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
+      if (match?.[1] !== undefined) resolve(match[1])
+    })
+  })
+  const keyFile = join(dir, 'data', 'first-api-key.txt')
+  const key = readFileSync(keyFile, 'utf8').trim()
+  t.equal(statSync(keyFile).mode & 0o777, 0o600)
+  t.ok(logs.some((l) => l.includes(keyFile)))
+  t.notOk(logs.some((l) => l.includes(key)), 'the key itself is never logged')
+  const res = await fetch(`${address}/users`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ email: 'ada@example.com', user_id: 'ada' }) })
+  t.equal(res.status, 201)
+  const put = await fetch(`${address}/users/ada`, { method: 'PUT', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Ada' }) })
+  t.equal(((await put.json()) as { name: string }).name, 'Ada')
+  const exit = new Promise<number | null>((resolve) => server.once('exit', resolve))
+  server.kill('SIGTERM')
+  t.equal(await exit, 0)
+})
+
+t.test('a bad setting stops the server with one clear line and a non-zero code', async (t) => {
+  const dir = tempDir(t)
+  for (const env of [{ DATABASE_URL: 'mysql://nope' }, { PORT: 'eighty' }, { LOG_LEVEL: 'loud' }]) {
+    const result = await run(process.execPath, [SERVER], { cwd: dir, env: { ...process.env, ...env } }).catch((e: { code: number, stderr: string }) => e)
+    t.equal((result as { code: number }).code, 1, JSON.stringify(env))
+    t.match((result as { stderr: string }).stderr, /^klaim-users: .+\n$/)
+  }
+})
+
+t.test('cli: apps create prints exactly one JSON line; the key works; revoke holds', async (t) => {
+  const dir = tempDir(t)
+  const env = { ...process.env, DATABASE_URL: `sqlite:${join(dir, 'db', 'users.db')}` }
+  const cli = async (...args: string[]) => await run(process.execPath, [CLI, ...args], { cwd: dir, env })
+  const created = await cli('apps', 'create', 'shop')
+  t.match(created.stdout, /^\{[^\n]*\}\n$/)
+  const app = JSON.parse(created.stdout)
+  t.same(Object.keys(app), ['app_id', 'name', 'api_key'])
+  t.equal(app.name, 'shop')
+  t.match((await cli('apps', 'list')).stdout, /shop/)
+  const key = JSON.parse((await cli('keys', 'create', app.app_id, '--json')).stdout)
+  const keys = JSON.parse((await cli('keys', 'list', app.app_id, '--json')).stdout)
+  t.equal(keys.length, 2)
+  t.match((await cli('keys', 'revoke', key.key_id)).stdout, /Revoked/)
+  t.not(JSON.parse((await cli('keys', 'list', app.app_id, '--json')).stdout)[1].revoked_at, null)
+  t.match((await cli('migrate')).stdout, /up to date/)
+  const missing = await cli('users', 'get', app.app_id, 'nobody').catch((e: { code: number, stderr: string }) => e)
+  t.match(missing, { code: 1, stderr: /Can not find user/ })
+  const usage = await cli('apps', 'create').catch((e: { code: number, stderr: string }) => e)
+  t.match(usage, { code: 2, stderr: /Usage/ })
+  t.match((await cli('keys', 'revoke', '--help')).stdout, /Revoke a key/)
+})

@@ -1,0 +1,96 @@
+import t from 'tap'
+import { parseArgs, runCommand } from '../../src/adapters/cli/cli.js'
+import { parseDatabaseUrl } from '../../src/adapters/persistence/database-url.js'
+import { isRetryable, isUnavailable, uniqueViolation } from '../../src/adapters/persistence/database-errors.js'
+import { ConfigError, dataFolder, loadConfig } from '../../src/config.js'
+import { openUsersService } from '../../src/users-service.js'
+
+t.test('configuration: defaults, and one clear error per bad setting', async (t) => {
+  t.match(loadConfig({}), { port: 3000, host: '127.0.0.1', databaseUrl: 'sqlite:./data/users.db', logLevel: 'info', rateLimitPerMinute: 6000, poolMax: 10, sqliteSynchronous: 'NORMAL' })
+  t.match(loadConfig({ PORT: '8080', HOST: '0.0.0.0', DATABASE_URL: 'postgresql://u@db/x', SQLITE_SYNCHRONOUS: 'full', RATE_LIMIT_PER_MINUTE: '0' }), { port: 8080, host: '0.0.0.0', sqliteSynchronous: 'FULL', rateLimitPerMinute: 0 })
+  for (const env of [{ PORT: '70000' }, { PORT: '-1' }, { PORT: '1.5' }, { DATABASE_URL: 'sqlite:' }, { DATABASE_URL: 'postgres://' }, { SQLITE_SYNCHRONOUS: 'OFF' }, { DATABASE_POOL_MAX: '0' }, { LOG_LEVEL: 'verbose' }]) {
+    t.throws(() => loadConfig(env), ConfigError, JSON.stringify(env))
+  }
+  t.equal(dataFolder({ dialect: 'sqlite', filename: '/var/lib/klaim/users.db' }), '/var/lib/klaim')
+  t.equal(dataFolder({ dialect: 'sqlite', filename: ':memory:' }), `${process.cwd()}/data`)
+  t.equal(dataFolder({ dialect: 'postgres', connectionString: 'postgres://x/y' }), `${process.cwd()}/data`)
+})
+
+t.test('database URLs', async (t) => {
+  t.same(parseDatabaseUrl('sqlite::memory:'), { dialect: 'sqlite', filename: ':memory:' })
+  t.same(parseDatabaseUrl('sqlite:rel/users.db'), { dialect: 'sqlite', filename: 'rel/users.db' })
+  t.same(parseDatabaseUrl('postgres://u:p@localhost:5432/db'), { dialect: 'postgres', connectionString: 'postgres://u:p@localhost:5432/db' })
+  t.same(parseDatabaseUrl('postgresql:///db?host=/tmp/sock'), { dialect: 'postgres', connectionString: 'postgresql:///db?host=/tmp/sock' })
+  for (const bad of ['', 'mysql://x', 'postgres://', 'postgres://[bad', 'sqlite:']) t.equal(parseDatabaseUrl(bad), undefined, bad)
+  await t.rejects(openUsersService({ databaseUrl: 'nope' }), TypeError)
+})
+
+t.test('driver errors are classified once, for both drivers', async (t) => {
+  t.equal(uniqueViolation({ code: '23505', constraint: 'users_app_email_key' }), 'email')
+  t.equal(uniqueViolation({ code: '23505', constraint: 'users_app_user_id_key' }), 'user_id')
+  t.equal(uniqueViolation({ code: '23505', constraint: 'users_pkey' }), 'klaim_id')
+  t.equal(uniqueViolation({ code: '23505', constraint: 'api_keys_key_hash_key' }), undefined)
+  t.equal(uniqueViolation({ code: 'SQLITE_CONSTRAINT_UNIQUE', message: 'UNIQUE constraint failed: users.app_id, users.email_key' }), 'email')
+  t.equal(uniqueViolation({ code: 'SQLITE_CONSTRAINT_PRIMARYKEY', message: 'UNIQUE constraint failed: users.klaim_id' }), 'klaim_id')
+  t.equal(uniqueViolation(new Error('x')), undefined)
+  t.equal(uniqueViolation(null), undefined)
+  t.ok(isRetryable({ code: '40001' }))
+  t.ok(isRetryable({ code: '40P01' }))
+  t.ok(isRetryable({ code: 'SQLITE_BUSY' }))
+  t.notOk(isRetryable({ code: '23505' }))
+  t.notOk(isRetryable(null))
+  t.ok(isUnavailable({ code: 'ECONNREFUSED' }))
+  t.ok(isUnavailable({ code: '57P01' }))
+  t.ok(isUnavailable(new Error('Connection terminated unexpectedly')))
+  t.notOk(isUnavailable(new Error('syntax error')))
+  t.notOk(isUnavailable('x'))
+})
+
+t.test('cli verbs in process: friendly text, --json, help and usage errors', async (t) => {
+  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await service.close())
+  const out: string[] = []
+  const err: string[] = []
+  const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }
+  const cli = async (...argv: string[]) => {
+    out.length = 0
+    err.length = 0
+    const parsed = parseArgs(argv, io)
+    return parsed === undefined ? 0 : await runCommand(parsed, service, io)
+  }
+  t.equal(await cli('apps', 'list'), 0)
+  t.match(out[0], /No apps yet/)
+  t.equal(await cli('apps', 'list', '--json'), 0)
+  t.same(JSON.parse(out[0] ?? ''), [])
+  await cli('apps', 'create', 'shop')
+  const { app_id: appId } = JSON.parse(out[0] ?? '')
+  t.equal(await cli('apps', 'list', '--json'), 0)
+  t.equal(JSON.parse(out[0] ?? '')[0].name, 'shop')
+  t.equal(await cli('keys', 'create', appId), 0)
+  t.match(out[1], /^klaim_sk_/)
+  t.equal(await cli('keys', 'list', 'app_none'), 0)
+  t.match(out[0], /No keys/)
+  t.equal(await cli('keys', 'list', appId), 0)
+  t.equal(out.length, 2)
+  const keyId = out[0]?.split(' ')[0] ?? ''
+  t.equal(await cli('keys', 'revoke', keyId, '--json'), 0)
+  t.same(JSON.parse(out[0] ?? ''), { key_id: keyId, revoked: true })
+  t.equal(await cli('keys', 'revoke', 'key_none'), 1)
+  t.match(err[0], /No key/)
+  t.equal(await cli('keys', 'create', 'app_none'), 1)
+  t.match(err[0], /\/appId is not a known app/)
+  t.equal(await cli('migrate', '--json'), 0)
+  t.same(JSON.parse(out[0] ?? ''), { applied: [] })
+  await service.createUser({ appId, email: 'a@example.com', userId: 'a' })
+  t.equal(await cli('users', 'get', appId, 'a', '--json'), 0)
+  t.equal(JSON.parse(out[0] ?? '').userId, 'a')
+  t.equal(await cli('users', 'get', appId, 'a'), 0)
+  t.match(out[0], /"email": "a@example.com"/)
+  t.equal(await cli(), 0)
+  t.match(out[0], /Verbs:/)
+  t.equal(await cli('--help'), 0)
+  t.equal(await cli('apps', 'create', '--help'), 0)
+  t.match(out[0], /apps create <name>/)
+  t.throws(() => parseArgs(['nope'], io), { exitCode: 2, message: /Unknown command/ })
+  t.throws(() => parseArgs(['users', 'get', 'x'], io), { exitCode: 2 })
+})
