@@ -1,7 +1,11 @@
 export interface Cluster {
   url: string
   port: number
-  pid: number | undefined
+  readonly pid: number | undefined
+  /** Stops the server but keeps its data and port. */
+  pause(): Promise<void>
+  /** Starts a paused server again on the same port. */
+  resume(): Promise<void>
   stop(): Promise<void>
   kill(): void
 }

@@ -42,26 +42,41 @@ export async function startCluster ({ bin = findPostgresBin(), log = () => {} } 
   const as = user === undefined ? {} : { uid: user.uid, gid: user.gid }
   execFileSync(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C'], { ...as, stdio: 'ignore' })
   const port = await freePort()
-  const server = spawn(join(bin, 'postgres'), [
-    '-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1',
-    '-c', 'fsync=off', '-c', 'max_connections=300', '-c', 'shared_buffers=128MB'
-  ], { ...as, stdio: ['ignore', 'ignore', 'pipe'], detached: false })
-  let stderr = ''
-  server.stderr.on('data', (chunk) => { stderr += chunk })
-  const exited = new Promise((resolve) => server.once('exit', resolve))
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`
-  await waitReady(bin, port, dir, exited, () => stderr)
+  let server
+  let exited
+
+  async function startServer () {
+    server = spawn(join(bin, 'postgres'), [
+      '-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1',
+      '-c', 'fsync=off', '-c', 'max_connections=300', '-c', 'shared_buffers=128MB'
+    ], { ...as, stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    server.stderr.on('data', (chunk) => { stderr += chunk })
+    exited = new Promise((resolve) => server.once('exit', resolve))
+    await waitReady(bin, port, exited, () => stderr)
+  }
+
+  async function stopServer () {
+    server.kill('SIGINT') // fast shutdown: clients are disconnected, data is kept
+    await exited
+  }
+
+  await startServer()
   log(`PostgreSQL started on 127.0.0.1:${port} (pid ${server.pid})`)
   let stopped = false
   return {
     url,
     port,
-    pid: server.pid,
+    get pid () { return server.pid },
+    /** Stops the server but keeps its data and port, for outage tests. */
+    pause: stopServer,
+    /** Starts a paused server again on the same port. */
+    resume: startServer,
     async stop () {
       if (stopped) return
       stopped = true
-      server.kill('SIGINT') // fast shutdown
-      await exited
+      await stopServer()
       rmSync(dir, { recursive: true, force: true })
     },
     /** Synchronous best effort for process exit handlers. */
@@ -74,7 +89,7 @@ export async function startCluster ({ bin = findPostgresBin(), log = () => {} } 
   }
 }
 
-async function waitReady (bin, port, socketDir, exited, stderr) {
+async function waitReady (bin, port, exited, stderr) {
   let done = false
   exited.then(() => { done = true })
   for (let i = 0; i < 300; i++) {

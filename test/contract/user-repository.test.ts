@@ -115,6 +115,42 @@ eachDatabase(t, (t, db) => {
     t.equal(final?.version, 21)
   })
 
+  t.test('a transaction aborted for a deadlock or serialisation failure is run again', async (t) => {
+    const { transactor } = await withApps(t)
+    let attempts = 0
+    const code = db.dialect === 'postgres' ? '40001' : 'SQLITE_BUSY'
+    const result = await transactor.transaction(async () => {
+      if (++attempts < 3) throw Object.assign(new Error('aborted'), { code })
+      return 'done'
+    })
+    t.equal(result, 'done')
+    t.equal(attempts, 3)
+    await t.rejects(transactor.transaction(async () => { throw Object.assign(new Error('other'), { code: '23514' }) }), /other/, 'other errors are not retried')
+  })
+
+  if (db.dialect === 'postgres') {
+    t.test('a real deadlock between two transactions is retried: both succeed', async (t) => {
+      const { users, transactor } = await withApps(t)
+      const [a, b] = [user(), user()]
+      await users.insert(a)
+      await users.insert(b)
+      // Each transaction locks one row, waits until the other holds its row, then wants it too.
+      let release = (): void => {}
+      const bothLocked = new Promise<void>((resolve) => { let n = 0; release = () => { if (++n === 2) resolve() } })
+      const lockBoth = (first: User, second: User) => transactor.transaction(async ({ users }) => {
+        const one = await users.findByUserId('app1', first.userId)
+        release()
+        await bothLocked
+        const two = await users.findByUserId('app1', second.userId)
+        if (one === undefined || two === undefined) throw new Error('missing')
+        await users.update({ ...one, name: `${one.name ?? ''}+`, version: one.version + 1 })
+      })
+      await Promise.all([lockBoth(a, b), lockBoth(b, a)])
+      t.equal((await users.findByUserId('app1', a.userId))?.name, '+')
+      t.equal((await users.findByUserId('app1', b.userId))?.name, '+')
+    })
+  }
+
   t.test('apps and keys: stored, listed, revoked, found by hash', async (t) => {
     const { apps } = await withApps(t)
     t.ok(await apps.appExists('app1'))

@@ -1,4 +1,6 @@
-import { appendFileSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import type { Test } from 'tap'
@@ -9,6 +11,8 @@ export interface TestDatabase {
   dialect: DialectName
   /** A fresh, empty database of its own; dropped at the end of `t`. */
   fresh(t: Test): Promise<string>
+  /** Like `fresh`, but one that several connections or processes can open (a file for SQLite). */
+  freshShared(t: Test): Promise<string>
 }
 
 const sqlite: TestDatabase = {
@@ -16,6 +20,12 @@ const sqlite: TestDatabase = {
   async fresh () {
     record('sqlite')
     return 'sqlite::memory:'
+  },
+  async freshShared (t) {
+    record('sqlite')
+    const dir = mkdtempSync(join(tmpdir(), 'klaim-sqlite-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    return `sqlite:${join(dir, 'users.db')}`
   }
 }
 
@@ -41,6 +51,9 @@ function postgres (adminUrl: string): TestDatabase {
       const url = new URL(adminUrl)
       url.pathname = `/${name}`
       return url.toString()
+    },
+    async freshShared (t) {
+      return await this.fresh(t)
     }
   }
 }
