@@ -1,0 +1,30 @@
+// Seeds a database in bulk (not through HTTP): one app, its key, and N users u0..u(N-1).
+import Database from 'better-sqlite3'
+import pg from 'pg'
+import { openUsersService } from '../dist/index.js'
+
+export async function seed (databaseUrl, count) {
+  const service = await openUsersService({ databaseUrl })
+  const { appId, apiKey } = await service.createApp({ name: 'bench' })
+  await service.close()
+  const now = Date.now()
+  if (databaseUrl.startsWith('sqlite:')) {
+    const db = new Database(databaseUrl.slice('sqlite:'.length))
+    const insert = db.prepare(`insert into users (klaim_id, app_id, user_id, email, email_key, name, metadata, credit_balance, acquisition_source, created_at, updated_at, version)
+      values (?, ?, ?, ?, ?, null, '{}', 0, 'api', ?, ?, 1)`)
+    const batch = db.transaction((from, to) => {
+      for (let i = from; i < to; i++) insert.run(`${now}_s${i}`, appId, `u${i}`, `u${i}@example.com`, `u${i}@example.com`, now, now)
+    })
+    for (let from = 0; from < count; from += 100_000) batch(from, Math.min(count, from + 100_000))
+    db.close()
+  } else {
+    const client = new pg.Client({ connectionString: databaseUrl })
+    await client.connect()
+    await client.query(`insert into users (klaim_id, app_id, user_id, email, email_key, name, metadata, credit_balance, acquisition_source, created_at, updated_at, version)
+      select $1 || '_s' || i, $2, 'u' || i, 'u' || i || '@example.com', 'u' || i || '@example.com', null, '{}', 0, 'api', $3, $3, 1
+      from generate_series(0, $4 - 1) as i`, [String(now), appId, now, count])
+    await client.query('analyze users')
+    await client.end()
+  }
+  return { apiKey }
+}

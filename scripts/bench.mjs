@@ -1,0 +1,185 @@
+// `npm run bench`: load on 127.0.0.1 with autocannon, bounded in time. Each row's server runs
+// as in production (its own process, info logs) but with RATE_LIMIT_PER_MINUTE=0. Rounds
+// alternate the rows (A B A B …) after a warm-up; each row's ratio is to the bare Fastify
+// row of the same round. Writes bench-results/latest.json.
+import { spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join, resolve } from 'node:path'
+import { createServer } from 'node:net'
+import autocannon from 'autocannon'
+import pg from 'pg'
+import { findPostgresBin, startCluster } from './pg-cluster.mjs'
+import { seed } from './bench-seed.mjs'
+
+const ROOT = resolve(import.meta.dirname, '..')
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
+const CONNECTIONS = 50
+const SMALL = 10_000
+const LARGE = Number(process.env.BENCH_LARGE_USERS ?? 1_000_000)
+
+const work = mkdtempSync(join(tmpdir(), 'klaim-bench-'))
+const children = []
+let cluster
+
+async function freePort () {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => { const { port } = server.address(); server.close(() => resolve(port)) })
+  })
+}
+
+async function startServer (script, env) {
+  const port = await freePort()
+  const child = spawn(process.execPath, [script], {
+    cwd: work,
+    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', RATE_LIMIT_PER_MINUTE: '0', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'ignore', 'inherit']
+  })
+  children.push(child)
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/health`)).status < 500) break
+    } catch {}
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return { url: `http://127.0.0.1:${port}`, pid: child.pid }
+}
+
+/** Peak resident set of a process since it started (VmHWM), in MB. */
+function peakRssMb (pid) {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return match === null ? NaN : Math.round(Number(match[1]) / 1024)
+}
+
+function userRequests (method, users, apiKey) {
+  let n = 0
+  return [{
+    method,
+    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+    setupRequest (req) {
+      const id = Math.floor(Math.random() * users)
+      n++
+      req.path = `/users/u${id}`
+      if (method === 'PUT') req.body = `{"name":"Name ${n}","metadata":{"k":${n}}}`
+      return req
+    }
+  }]
+}
+
+async function load (url, requests, seconds) {
+  const result = await autocannon({ url, connections: CONNECTIONS, duration: seconds, requests, timeout: 10 })
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    total: result.requests.total
+  }
+}
+
+try {
+  console.log(`klaim-users benchmark: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`)
+  console.log(`autocannon, ${CONNECTIONS} connections, ${SECONDS} s per measurement, ${ROUNDS} alternating rounds after a ${WARMUP_SECONDS} s warm-up each; servers run with RATE_LIMIT_PER_MINUTE=0 (limiting off), LOG_LEVEL=info\n`)
+
+  const rows = []
+  const hello = await startServer(join(ROOT, 'scripts', 'bench-hello.mjs'), {})
+  rows.push({ name: 'bare Fastify GET /', server: hello, url: hello.url, requests: [{ method: 'GET', path: '/' }] })
+
+  const sqliteSmall = `sqlite:${join(work, 'small', 'users.db')}`
+  mkdirSync(join(work, 'small'))
+  const small = await seed(sqliteSmall, SMALL)
+  const sqliteServer = await startServer(join(ROOT, 'dist', 'main.js'), { DATABASE_URL: sqliteSmall })
+  rows.push({ name: `PUT SQLite (${SMALL.toLocaleString('en')} users)`, key: 'sqlite-put', server: sqliteServer, url: sqliteServer.url, requests: userRequests('PUT', SMALL, small.apiKey) })
+
+  let pgUrl = process.env.TEST_DATABASE_URL
+  if ((pgUrl === undefined || pgUrl === '') && findPostgresBin() !== undefined) {
+    cluster = await startCluster()
+    pgUrl = cluster.url
+  }
+  let pgServer
+  let pgKey
+  if (pgUrl !== undefined && pgUrl !== '') {
+    const admin = new pg.Client({ connectionString: pgUrl })
+    await admin.connect()
+    const name = `bench_${Date.now()}`
+    await admin.query(`create database ${name}`)
+    await admin.end()
+    const url = new URL(pgUrl)
+    url.pathname = `/${name}`
+    pgKey = (await seed(url.toString(), SMALL)).apiKey
+    pgServer = await startServer(join(ROOT, 'dist', 'main.js'), { DATABASE_URL: url.toString() })
+    rows.push({ name: `PUT PostgreSQL (${SMALL.toLocaleString('en')} users)`, key: 'pg-put', server: pgServer, url: pgServer.url, requests: userRequests('PUT', SMALL, pgKey) })
+  } else {
+    console.log('PostgreSQL not available (no TEST_DATABASE_URL, no server binaries): its rows are left out.\n')
+  }
+  rows.push({ name: `GET SQLite (${SMALL.toLocaleString('en')} users)`, key: 'sqlite-get', server: sqliteServer, url: sqliteServer.url, requests: userRequests('GET', SMALL, small.apiKey) })
+  if (pgServer !== undefined) rows.push({ name: `GET PostgreSQL (${SMALL.toLocaleString('en')} users)`, key: 'pg-get', server: pgServer, url: pgServer.url, requests: userRequests('GET', SMALL, pgKey) })
+
+  const sqliteLarge = `sqlite:${join(work, 'large', 'users.db')}`
+  mkdirSync(join(work, 'large'))
+  process.stdout.write(`seeding ${LARGE.toLocaleString('en')} users into SQLite… `)
+  const seedStart = Date.now()
+  const large = await seed(sqliteLarge, LARGE)
+  console.log(`${((Date.now() - seedStart) / 1000).toFixed(1)} s\n`)
+  const largeServer = await startServer(join(ROOT, 'dist', 'main.js'), { DATABASE_URL: sqliteLarge })
+  rows.push({ name: `PUT SQLite (${LARGE.toLocaleString('en')} users)`, key: 'sqlite-put-large', server: largeServer, url: largeServer.url, requests: userRequests('PUT', LARGE, large.apiKey) })
+
+  for (const row of rows) await load(row.url, row.requests, WARMUP_SECONDS)
+  const rounds = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const measured = []
+    for (const row of rows) {
+      measured.push({ ...(await load(row.url, row.requests, SECONDS)), rssMb: peakRssMb(row.server.pid) })
+      process.stdout.write('.')
+    }
+    rounds.push(measured)
+  }
+  console.log('\n')
+
+  const results = rows.map((row, i) => {
+    const samples = rounds.map((r) => r[i])
+    const ratios = rounds.map((r) => r[i].rps / r[0].rps)
+    const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
+    return {
+      name: row.name,
+      rps: Math.round(mean(samples.map((s) => s.rps))),
+      p50Ms: Math.max(...samples.map((s) => s.p50)),
+      p99Ms: Math.max(...samples.map((s) => s.p99)),
+      non2xx: samples.reduce((a, s) => a + s.non2xx, 0),
+      errors: samples.reduce((a, s) => a + s.errors, 0),
+      requests: samples.reduce((a, s) => a + s.total, 0),
+      peakRssMb: Math.max(...samples.map((s) => s.rssMb)),
+      ratio: Number(mean(ratios).toFixed(3)),
+      ratios: ratios.map((r) => Number(r.toFixed(3)))
+    }
+  })
+  for (const r of results) r.failed = r.non2xx > 0 || r.errors > 0
+
+  const header = ['row', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'peak RSS MB', 'ratio to bare', 'status']
+  const lines = results.map((r) => [r.name, String(r.rps), String(r.p50Ms), String(r.p99Ms), String(r.non2xx), String(r.errors), String(r.peakRssMb), `${r.ratio.toFixed(2)} (${r.ratios.join(', ')})`, r.failed ? 'FAILED' : 'ok'])
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
+  const fmt = (cells) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`
+  console.log([fmt(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...lines.map(fmt)].join('\n'))
+  console.log('\nratio: the row\'s req/s over the bare Fastify req/s of the same round (mean of rounds; each round in brackets). p50/p99: worst round.')
+
+  mkdirSync(join(ROOT, 'bench-results'), { recursive: true })
+  const report = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    settings: { connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, rounds: ROUNDS, rateLimitPerMinute: 0, logLevel: 'info' },
+    results
+  }
+  writeFileSync(join(ROOT, 'bench-results', 'latest.json'), JSON.stringify(report, null, 2) + '\n')
+  console.log('written: bench-results/latest.json')
+  if (results.some((r) => r.failed)) process.exitCode = 1
+} finally {
+  for (const child of children) child.kill('SIGTERM')
+  await Promise.all(children.map((c) => new Promise((resolve) => c.exitCode !== null ? resolve() : c.once('exit', resolve))))
+  await cluster?.stop()
+  rmSync(work, { recursive: true, force: true })
+}
