@@ -25,8 +25,11 @@ export interface UserRepository {
    * (that one must leave the transaction usable, so the use case can draw another id).
    */
   insert(user: User): Promise<void>
-  /** Stores every field of `user` (found by klaim_id). Throws like `insert` on a unique index. */
-  update(user: User): Promise<void>
+  /**
+   * Stores `next` over `previous` (the version read in this transaction; found by klaim_id).
+   * Throws like `insert` on a unique index.
+   */
+  update(next: User, previous: User): Promise<void>
 }
 
 /** What one transaction can touch. */

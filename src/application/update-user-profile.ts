@@ -51,7 +51,7 @@ export function updateUserProfile ({ transactor, clock }: { transactor: Transact
       if (next === current) return toProfile(current)
       // The unique index decides races; this read only makes a double conflict name user_id first.
       if (next.userId !== current.userId && await users.userIdExists(command.appId, next.userId)) throw new UserIdTakenError()
-      await users.update(next)
+      await users.update(next, current)
       return toProfile(next)
     }
     return uow === undefined ? await transactor.transaction(work) : await work(uow)

@@ -80,13 +80,15 @@ eachDatabase(t, (t, db) => {
     await users.insert(a)
     await users.insert(b)
     const changed = { ...a, userId: 'renamed', email: 'New@Example.com', name: 'N', metadata: { x: [1] }, updatedAt: a.updatedAt + 5, version: 2 }
-    await users.update(changed)
+    await users.update(changed, a)
     t.same(await users.findByUserId('app1', 'renamed'), changed)
     t.equal(await users.findByUserId('app1', a.userId), undefined)
-    await t.rejects(users.update({ ...b, userId: 'renamed' }), UserIdTakenError)
-    await t.rejects(users.update({ ...b, email: 'new@example.com' }), EmailTakenError)
-    await users.update({ ...changed, email: 'NEW@example.com', version: 3 })
+    await t.rejects(users.update({ ...b, userId: 'renamed', version: 2 }, b), UserIdTakenError)
+    await t.rejects(users.update({ ...b, email: 'new@example.com', version: 2 }, b), EmailTakenError)
+    await users.update({ ...changed, email: 'NEW@example.com', version: 3 }, changed)
     t.equal((await users.findByUserId('app1', 'renamed'))?.email, 'NEW@example.com', 'its own address in another case is no conflict')
+    await t.rejects(users.update({ ...changed, name: 'late', version: 3 }, changed), { code: '40001' }, 'a write over a version that is gone is refused as retryable')
+    t.equal((await users.findByUserId('app1', 'renamed'))?.name, 'N')
   })
 
   t.test('a failed transaction leaves nothing behind', async (t) => {
@@ -94,7 +96,7 @@ eachDatabase(t, (t, db) => {
     const kept = user()
     await users.insert(kept)
     await t.rejects(transactor.transaction(async ({ users }) => {
-      await users.update({ ...kept, name: 'changed', version: 2 })
+      await users.update({ ...kept, name: 'changed', version: 2 }, kept)
       await users.insert(user())
       throw new Error('boom')
     }), /boom/)
@@ -108,7 +110,7 @@ eachDatabase(t, (t, db) => {
     await Promise.all(Array.from({ length: 20 }, async (_, i) => await transactor.transaction(async ({ users }) => {
       const current = await users.findByUserId('app1', u.userId)
       if (current === undefined) throw new Error('missing')
-      await users.update({ ...current, metadata: { ...current.metadata, [`k${i}`]: i }, version: current.version + 1 })
+      await users.update({ ...current, metadata: { ...current.metadata, [`k${i}`]: i }, version: current.version + 1 }, current)
     })))
     const final = await users.findByUserId('app1', u.userId)
     t.equal(Object.keys(final?.metadata ?? {}).length, 20)
@@ -143,7 +145,7 @@ eachDatabase(t, (t, db) => {
         await bothLocked
         const two = await users.findByUserId('app1', second.userId)
         if (one === undefined || two === undefined) throw new Error('missing')
-        await users.update({ ...one, name: `${one.name ?? ''}+`, version: one.version + 1 })
+        await users.update({ ...one, name: `${one.name ?? ''}+`, version: one.version + 1 }, one)
       })
       await Promise.all([lockBoth(a, b), lockBoth(b, a)])
       t.equal((await users.findByUserId('app1', a.userId))?.name, '+')

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sendProblem } from './error-handler.js'
 import { HttpProblem, MESSAGES } from './problems.js'
 import { HealthBody, ErrorBody } from './schemas.js'
@@ -21,7 +21,6 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 export function loggerOptions (level: string): NonNullable<Exclude<FastifyServerOptions['logger'], boolean>> {
   return {
     level,
-    redact: { paths: ['req.headers.authorization', 'req.headers["idempotency-key"]'], censor: '[redacted]' },
     serializers: {
       req: (request: { method: string, routeOptions?: { url?: string }, ip?: string }) => ({
         method: request.method,
@@ -42,6 +41,8 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     routerOptions: { maxParamLength: 3072 },
     bodyLimit: 64 * 1024,
     requestIdHeader: false,
+    // One line per request, written when it completes (see the onResponse hook), not two.
+    logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => {
       const sent = req.headers['x-request-id']
       return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) ? sent : randomUUID()
@@ -52,6 +53,9 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
   })
 
   app.addHook('onRequest', async (request, reply) => { reply.header('x-request-id', request.id) })
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info({ req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }, 'request completed')
+  })
   app.setErrorHandler(sendProblem)
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ message: MESSAGES.notFound, code: 'not_found' }))
 

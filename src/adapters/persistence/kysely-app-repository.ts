@@ -1,10 +1,13 @@
 import type { Kysely } from 'kysely'
 import type { AppRepository } from '../../application/ports.js'
+import { prepare } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 
 const toMillis = (value: number | string | null): number | null => value === null ? null : Number(value)
 
 export function kyselyAppRepository (db: Kysely<DatabaseSchema>): AppRepository {
+  // Run on every request (authentication): compiled once.
+  const keyByHash = prepare(db.selectFrom('api_keys').select(['app_id', 'key_hash', 'revoked_at']).where('key_hash', '=', ''))
   return {
     async insertApp (app) {
       await db.insertInto('apps').values({ id: app.appId, name: app.name, created_at: app.createdAt }).execute()
@@ -39,8 +42,7 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>): AppRepository 
     },
 
     async findKeyByHash (keyHash) {
-      const row = await db.selectFrom('api_keys').select(['app_id', 'key_hash', 'revoked_at'])
-        .where('key_hash', '=', keyHash).executeTakeFirst()
+      const row = (await keyByHash(db, [keyHash])).rows[0]
       return row === undefined ? undefined : { appId: row.app_id, keyHash: row.key_hash, revokedAt: toMillis(row.revoked_at) }
     }
   }

@@ -1,13 +1,13 @@
 import { sql, type Kysely } from 'kysely'
 import type { Transactor, UnitOfWork } from '../../application/ports.js'
 import { isRetryable } from './database-errors.js'
-import { kyselyUserRepository } from './kysely-user-repository.js'
+import { kyselyUserRepository, type UserQueries } from './kysely-user-repository.js'
 import type { DatabaseSchema, DialectName } from './schema.js'
 
 const MAX_ATTEMPTS = 10
 
-function unitOfWork (db: Kysely<DatabaseSchema>, dialect: DialectName): UnitOfWork {
-  return { users: kyselyUserRepository(db, dialect, true) }
+function unitOfWork (db: Kysely<DatabaseSchema>, queries: UserQueries): UnitOfWork {
+  return { users: kyselyUserRepository(db, queries, true) }
 }
 
 /**
@@ -16,13 +16,13 @@ function unitOfWork (db: Kysely<DatabaseSchema>, dialect: DialectName): UnitOfWo
  * instead of failing at their first write. Either way a transaction the database aborts for a
  * deadlock, serialisation failure or busy lock is run again, never reported.
  */
-export function kyselyTransactor (db: Kysely<DatabaseSchema>, dialect: DialectName): Transactor {
+export function kyselyTransactor (db: Kysely<DatabaseSchema>, dialect: DialectName, queries: UserQueries): Transactor {
   async function once<T> (work: (uow: UnitOfWork) => Promise<T>): Promise<T> {
-    if (dialect === 'postgres') return await db.transaction().execute(async (trx) => await work(unitOfWork(trx, dialect)))
+    if (dialect === 'postgres') return await db.transaction().execute(async (trx) => await work(unitOfWork(trx, queries)))
     return await db.connection().execute(async (conn) => {
       await sql`begin immediate`.execute(conn)
       try {
-        const result = await work(unitOfWork(conn, dialect))
+        const result = await work(unitOfWork(conn, queries))
         await sql`commit`.execute(conn)
         return result
       } catch (error) {

@@ -3,6 +3,7 @@ import { KlaimIdCollisionError, type UserRepository } from '../../application/po
 import { EmailTakenError, UserIdTakenError } from '../../domain/errors.js'
 import { emailKey, type AcquisitionSource, type JsonObject, type User } from '../../domain/user.js'
 import { uniqueViolation } from './database-errors.js'
+import { prepare, type Prepared } from './prepared.js'
 import type { DatabaseSchema, DialectName, UsersTable } from './schema.js'
 
 type UserRow = Selectable<UsersTable>
@@ -50,25 +51,56 @@ function conflictError (error: unknown): Error {
   }
 }
 
+/** The row changed under a held lock: cannot happen unless locking is broken; retried as a serialisation failure. */
+class LostUpdateError extends Error {
+  readonly code = '40001'
+}
+
+// The columns an update may change, in a fixed order; `updated_at` and `version` always change.
+const MUTABLE = ['user_id', 'email', 'email_key', 'name', 'metadata'] as const
+type Mutable = typeof MUTABLE[number]
+
+/** Compiled once per database; `kyselyUserRepository` binds them to the pool or a transaction. */
+export function compileUserQueries (db: Kysely<DatabaseSchema>, dialect: DialectName) {
+  const byUserId = db.selectFrom('users').selectAll().where('app_id', '=', '').where('user_id', '=', '')
+  const updates = new Map<string, Prepared<never>>()
+  return {
+    findByUserId: prepare(byUserId),
+    // Only PostgreSQL locks rows; SQLite's transactions take the write lock at BEGIN IMMEDIATE.
+    findByUserIdForUpdate: prepare(dialect === 'postgres' ? byUserId.forUpdate() : byUserId),
+    userIdExists: prepare(db.selectFrom('users').select('klaim_id').where('app_id', '=', '').where('user_id', '=', '')),
+    /** An UPDATE of exactly `columns`: unchanged columns are not written, so their indexes are not touched. */
+    update (columns: Mutable[]): Prepared<never> {
+      const key = columns.join(',')
+      let prepared = updates.get(key)
+      if (prepared === undefined) {
+        const set: Record<string, string | number> = Object.fromEntries(columns.map((c) => [c, '']))
+        prepared = prepare(db.updateTable('users').set({ ...set, updated_at: 0, version: 0 })
+          .where('klaim_id', '=', '').where('version', '=', 0)) as Prepared<never>
+        updates.set(key, prepared)
+      }
+      return prepared
+    }
+  }
+}
+
+export type UserQueries = ReturnType<typeof compileUserQueries>
+
 /**
- * `lockReads`: inside a PostgreSQL transaction, `findByUserId` takes the row lock (`FOR UPDATE`)
- * so a read-merge-write cannot interleave. SQLite needs none: its transactions take the write
- * lock at `BEGIN IMMEDIATE`.
+ * The `UserRepository` port on `db` (the pool, or a transaction). With `lockReads`, inside a
+ * PostgreSQL transaction, `findByUserId` takes the row lock (`FOR UPDATE`), so a read-merge-write
+ * cannot interleave with another.
  */
-export function kyselyUserRepository (db: Kysely<DatabaseSchema>, dialect: DialectName, lockReads: boolean): UserRepository {
-  const forUpdate = lockReads && dialect === 'postgres'
+export function kyselyUserRepository (db: Kysely<DatabaseSchema>, queries: UserQueries, lockReads: boolean): UserRepository {
+  const find = lockReads ? queries.findByUserIdForUpdate : queries.findByUserId
   return {
     async findByUserId (appId, userId) {
-      let query = db.selectFrom('users').selectAll().where('app_id', '=', appId).where('user_id', '=', userId)
-      if (forUpdate) query = query.forUpdate()
-      const row = await query.executeTakeFirst()
+      const row = (await find(db, [appId, userId])).rows[0] as UserRow | undefined
       return row === undefined ? undefined : rowToUser(row)
     },
 
     async userIdExists (appId, userId) {
-      const row = await db.selectFrom('users').select('klaim_id')
-        .where('app_id', '=', appId).where('user_id', '=', userId).executeTakeFirst()
-      return row !== undefined
+      return (await queries.userIdExists(db, [appId, userId])).rows.length > 0
     },
 
     async insert (user) {
@@ -84,13 +116,19 @@ export function kyselyUserRepository (db: Kysely<DatabaseSchema>, dialect: Diale
       if (inserted === undefined) throw new KlaimIdCollisionError()
     },
 
-    async update (user) {
-      const { klaim_id: klaimId, app_id: _app, created_at: _created, ...changes } = userToRow(user)
+    async update (next, previous) {
+      const row = userToRow(next)
+      const before = userToRow(previous)
+      const columns = MUTABLE.filter((c) => row[c] !== before[c])
+      const parameters: unknown[] = columns.map((c) => row[c])
+      parameters.push(next.updatedAt, next.version, next.klaimId, previous.version)
+      let result
       try {
-        await db.updateTable('users').set(changes).where('klaim_id', '=', klaimId).execute()
+        result = await queries.update(columns)(db, parameters)
       } catch (error) {
         throw conflictError(error)
       }
+      if (result.numAffectedRows === 0n) throw new LostUpdateError(`user ${next.klaimId} changed under its lock`)
     }
   }
 }

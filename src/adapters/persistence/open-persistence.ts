@@ -4,7 +4,7 @@ import type { AppRepository, Transactor, UserRepository } from '../../applicatio
 import { parseDatabaseUrl, type DatabaseLocation } from './database-url.js'
 import { kyselyAppRepository } from './kysely-app-repository.js'
 import { kyselyTransactor } from './kysely-transactor.js'
-import { kyselyUserRepository } from './kysely-user-repository.js'
+import { compileUserQueries, kyselyUserRepository } from './kysely-user-repository.js'
 import { migrateToLatest } from './migrations/index.js'
 import { openPostgres } from './postgres.js'
 import type { DatabaseSchema } from './schema.js'
@@ -41,13 +41,14 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     ? openPostgres(location.connectionString, { poolMax: options.poolMax ?? 10, onPoolError: options.onPoolError ?? (() => {}) })
     : { db: openSqlite(location.filename, options.sqliteSynchronous ?? 'NORMAL'), pool: undefined }
   const dialect = location.dialect
+  const queries = compileUserQueries(db, dialect)
   const persistence: Persistence = {
     location,
     db,
     pool,
-    users: kyselyUserRepository(db, dialect, false),
+    users: kyselyUserRepository(db, queries, false),
     apps: kyselyAppRepository(db),
-    transactor: kyselyTransactor(db, dialect),
+    transactor: kyselyTransactor(db, dialect, queries),
     migrate: async () => await migrateToLatest(db, dialect),
     ping: async () => { await sql`select 1`.execute(db) },
     close: async () => { await db.destroy() }
