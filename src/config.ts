@@ -8,6 +8,7 @@ export interface Config {
   database: DatabaseLocation
   logLevel: string
   rateLimitPerMinute: number
+  authFailuresPerMinute: number
   poolMax: number
   sqliteSynchronous: 'NORMAL' | 'FULL'
 }
@@ -45,6 +46,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     database,
     logLevel,
     rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 6000, 0, 1_000_000_000),
+    authFailuresPerMinute: integer(env, 'AUTH_FAILURES_PER_MINUTE', 60, 1, 1_000_000_000),
     poolMax: integer(env, 'DATABASE_POOL_MAX', 10, 1, 1000),
     sqliteSynchronous: synchronous
   }

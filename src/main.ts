@@ -25,17 +25,25 @@ async function main (): Promise<void> {
     sqliteSynchronous: config.sqliteSynchronous,
     onPoolError: (error) => logs.to?.warn({ err: error }, 'an idle database connection failed; the pool replaces it')
   })
-  const app = await buildHttpApp({ service, logger: loggerOptions(config.logLevel) })
+  const app = await buildHttpApp({ service, logger: loggerOptions(config.logLevel), rateLimitPerMinute: config.rateLimitPerMinute, authFailuresPerMinute: config.authFailuresPerMinute })
   logs.to = app.log
 
   const keyFile = await ensureFirstApp(service, dataFolder(config.database))
   if (keyFile !== undefined) app.log.info({ keyFile }, 'created the app "default"; its API key is in this file')
+
+  // Idempotency keys live 24 hours; purge the expired ones now and then.
+  const purge = (): void => {
+    service.purgeExpiredIdempotencyKeys().catch((error: unknown) => app.log.warn({ err: error }, 'could not purge expired idempotency keys'))
+  }
+  purge()
+  const purgeTimer = setInterval(purge, 60 * 60 * 1000).unref()
 
   let stopping = false
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return
     stopping = true
     app.log.info({ signal }, 'stopping: finishing requests in flight')
+    clearInterval(purgeTimer)
     await app.close()
     await service.close()
     process.exit(0)

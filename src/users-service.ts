@@ -1,6 +1,7 @@
 import { authenticate, createApiKey, createApp } from './application/apps.js'
 import { createUser } from './application/create-user.js'
 import { getUser } from './application/get-user.js'
+import { idempotent } from './application/idempotency.js'
 import type { Clock, IdSource } from './application/ports.js'
 import { updateUserProfile } from './application/update-user-profile.js'
 import { openPersistence, type PersistenceOptions } from './adapters/persistence/open-persistence.js'
@@ -16,7 +17,7 @@ export interface UsersServiceOptions extends PersistenceOptions {
 /** Opens the database, migrates it and wires every use case to it. */
 export async function openUsersService (options: UsersServiceOptions) {
   const persistence = await openPersistence(options)
-  const { users, apps, transactor } = persistence
+  const { users, apps, transactor, idempotency } = persistence
   const clock = options.clock ?? systemClock
   const ids = options.ids ?? cryptoIds
   const appDeps = { apps, clock, ids, keys: sha256Keys }
@@ -26,7 +27,7 @@ export async function openUsersService (options: UsersServiceOptions) {
     /** The pg pool on PostgreSQL (for its gauges), else undefined. */
     pool: persistence.pool,
     transactor,
-    createUser: createUser({ transactor, apps, clock, ids }),
+    createUser: createUser({ transactor, clock, ids }),
     getUser: getUser({ users }),
     updateUserProfile: updateUserProfile({ transactor, clock }),
     createApp: createApp(appDeps),
@@ -35,6 +36,9 @@ export async function openUsersService (options: UsersServiceOptions) {
     listApiKeys: async ({ appId }: { appId: string }) => await apps.listKeys(appId),
     revokeApiKey: async ({ keyId }: { keyId: string }) => await apps.revokeKey(keyId, clock.now()),
     authenticate: authenticate(appDeps),
+    idempotent: idempotent({ transactor, store: idempotency, clock }),
+    /** Deletes idempotency keys past their 24 hours; returns how many. */
+    purgeExpiredIdempotencyKeys: async () => await idempotency.purgeExpired(clock.now()),
     migrate: persistence.migrate,
     ping: persistence.ping,
     close: persistence.close

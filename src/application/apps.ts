@@ -47,15 +47,15 @@ export function createApiKey (deps: AppDeps) {
 }
 
 /**
- * The app an API key belongs to, or undefined for an unknown or revoked key. Looks the key up
+ * The app and key id of an API key, or undefined for an unknown or revoked key. Looks the key up
  * by its hash on every call, so a revocation holds from the next request, in every process.
  */
 export function authenticate ({ apps, keys }: Pick<AppDeps, 'apps' | 'keys'>) {
-  return async function (apiKey: string): Promise<string | undefined> {
+  return async function (apiKey: string): Promise<{ appId: string, keyId: string } | undefined> {
     const keyHash = keys.hash(apiKey)
     const found = await apps.findKeyByHash(keyHash)
     // Unknown and revoked keys take the same path: one indexed read, one comparison.
     const valid = found !== undefined && keys.same(found.keyHash, keyHash) && found.revokedAt === null
-    return valid ? found.appId : undefined
+    return valid ? { appId: found.appId, keyId: found.keyId } : undefined
   }
 }

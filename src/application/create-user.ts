@@ -2,7 +2,7 @@ import { UserIdTakenError, ValidationError } from '../domain/errors.js'
 import { applyMetadata } from '../domain/metadata.js'
 import { parseNewUser } from '../domain/profile-rules.js'
 import { klaimId, toProfile, type AcquisitionSource, type User, type UserProfile } from '../domain/user.js'
-import { KlaimIdCollisionError, type AppRepository, type Clock, type IdSource, type Transactor, type UnitOfWork } from './ports.js'
+import { KlaimIdCollisionError, UnknownAppError, type Clock, type IdSource, type Transactor, type UnitOfWork } from './ports.js'
 
 export interface CreateUserCommand {
   appId: string
@@ -14,19 +14,19 @@ export interface CreateUserCommand {
 
 const MAX_ID_DRAWS = 5
 
+const unknownApp = (): ValidationError => new ValidationError([{ path: '/appId', message: 'is not a known app' }])
+
 /**
  * Creates a user of `appId`. `userId` defaults to the generated klaim_id; `metadata` is merged
  * onto `{}` (so nulls are dropped). Throws `ValidationError` (bad fields, unknown app, metadata
  * over a limit), `UserIdTakenError`, `EmailTakenError`.
  */
-export function createUser (deps: { transactor: Transactor, apps: AppRepository, clock: Clock, ids: IdSource }) {
-  const { transactor, apps, clock, ids } = deps
+export function createUser (deps: { transactor: Transactor, clock: Clock, ids: IdSource }) {
+  const { transactor, clock, ids } = deps
   return async function (command: CreateUserCommand, uow?: UnitOfWork): Promise<UserProfile> {
     const { appId, ...input } = command
     const fields = parseNewUser(input)
-    if (typeof appId !== 'string' || !await apps.appExists(appId)) {
-      throw new ValidationError([{ path: '/appId', message: 'is not a known app' }])
-    }
+    if (typeof appId !== 'string') throw unknownApp()
     const errors: { path: string, message: string }[] = []
     const metadata = applyMetadata({}, fields.metadata ?? null, errors)
     if (errors.length > 0) throw new ValidationError(errors)
@@ -56,6 +56,7 @@ export function createUser (deps: { transactor: Transactor, apps: AppRepository,
           await users.insert(user)
           return toProfile(user)
         } catch (error) {
+          if (error instanceof UnknownAppError) throw unknownApp()
           if (!(error instanceof KlaimIdCollisionError) || lastDraw) throw error
         }
       }

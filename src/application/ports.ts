@@ -20,8 +20,8 @@ export interface UserRepository {
   /** Whether another user of `appId` holds `userId`; takes no lock. */
   userIdExists(appId: string, userId: string): Promise<boolean>
   /**
-   * Stores a new user. Throws `UserIdTakenError` or `EmailTakenError` when a unique index of
-   * the app refuses it, `KlaimIdCollisionError` when the generated klaim_id exists already
+   * Stores a new user. Throws `UnknownAppError` for a missing app, `UserIdTakenError` or
+   * `EmailTakenError` when a unique index of the app refuses it, `KlaimIdCollisionError` when the generated klaim_id exists already
    * (that one must leave the transaction usable, so the use case can draw another id).
    */
   insert(user: User): Promise<void>
@@ -32,9 +32,40 @@ export interface UserRepository {
   update(next: User, previous: User): Promise<void>
 }
 
+/** A response kept for an idempotency key: replayed as is. */
+export interface StoredResponse {
+  status: number
+  /** The body exactly as sent (JSON text). */
+  body: string
+  headers: Record<string, string>
+}
+
+export interface IdempotencyRecord {
+  fingerprint: string
+  /** Undefined while the first request still runs. */
+  response: StoredResponse | undefined
+  lockedUntil: number
+  expiresAt: number
+}
+
+/** Idempotency keys and their responses, shared by every process through the database. */
+export interface IdempotencyStore {
+  /** Stores `record` unless the key exists; returns the existing record, or undefined when claimed. */
+  claim(scope: string, key: string, record: IdempotencyRecord): Promise<IdempotencyRecord | undefined>
+  /** Replaces `previous` with `record` only if it is still what is stored; false when someone else did. */
+  takeOver(scope: string, key: string, previous: IdempotencyRecord, record: IdempotencyRecord): Promise<boolean>
+  /** Stores the response of a claimed key. */
+  complete(scope: string, key: string, response: StoredResponse): Promise<void>
+  /** Forgets a claimed key whose request failed without an answer worth keeping. */
+  release(scope: string, key: string): Promise<void>
+  /** Deletes expired keys; returns how many. */
+  purgeExpired(now: number): Promise<number>
+}
+
 /** What one transaction can touch. */
 export interface UnitOfWork {
   users: UserRepository
+  idempotency: IdempotencyStore
 }
 
 export interface Transactor {
@@ -70,7 +101,7 @@ export interface AppRepository {
   /** Marks the key revoked; false when there is no such key. */
   revokeKey(keyId: string, at: number): Promise<boolean>
   /** The key stored under `keyHash`, revoked or not. */
-  findKeyByHash(keyHash: string): Promise<{ appId: string, keyHash: string, revokedAt: number | null } | undefined>
+  findKeyByHash(keyHash: string): Promise<{ keyId: string, appId: string, keyHash: string, revokedAt: number | null } | undefined>
 }
 
 /** Makes and hashes API keys (adapters bring the cryptography). */
@@ -79,6 +110,14 @@ export interface KeyMinter {
   hash(apiKey: string): string
   /** Constant-time equality of two hashes. */
   same(a: string, b: string): boolean
+}
+
+/** The user's app does not exist (the database's foreign key says so). */
+export class UnknownAppError extends Error {
+  constructor () {
+    super('unknown app')
+    this.name = 'UnknownAppError'
+  }
 }
 
 /** The generated klaim_id exists already; the use case draws another. */

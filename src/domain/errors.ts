@@ -56,6 +56,24 @@ export class PreconditionFailedError extends UsersError {
   }
 }
 
+export class IdempotencyKeyReusedError extends UsersError {
+  readonly code = 'idempotency_key_reused'
+
+  constructor () {
+    super('This Idempotency-Key was already used with a different request.')
+    this.name = 'IdempotencyKeyReusedError'
+  }
+}
+
+export class IdempotencyInProgressError extends UsersError {
+  readonly code = 'idempotency_in_progress'
+
+  constructor () {
+    super('A request with this Idempotency-Key is still in progress.')
+    this.name = 'IdempotencyInProgressError'
+  }
+}
+
 /** Every error a use case throws on purpose. Adding one here forces the HTTP status table to name it. */
 export type DomainError =
   | ValidationError
@@ -63,5 +81,7 @@ export type DomainError =
   | UserIdTakenError
   | EmailTakenError
   | PreconditionFailedError
+  | IdempotencyKeyReusedError
+  | IdempotencyInProgressError
 
 export type DomainErrorCode = DomainError['code']

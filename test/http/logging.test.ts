@@ -38,7 +38,8 @@ t.test('logs carry request id and route pattern, never keys or email addresses',
 t.test('an unexpected failure is a bare 500, logged with the request id; an unreachable database a 503', async (t) => {
   const log = capture()
   const failing = {
-    authenticate: async () => 'app',
+    authenticate: async () => ({ appId: 'app', keyId: 'key' }),
+    idempotent: async () => { throw new Error('unused') },
     createUser: async () => { throw new Error('unreachable') },
     updateUserProfile: async () => { throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }) },
     getUser: async () => { throw new Error('SELECT * FROM users WHERE secret') },

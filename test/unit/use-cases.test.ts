@@ -10,7 +10,7 @@ eachDatabase(t, (t, db) => {
     const { appId, name, apiKey } = await users.createApp({ name: ' shop ' })
     t.equal(name, 'shop')
     t.match(apiKey, /^klaim_sk_[A-Za-z0-9_-]{43}$/)
-    t.equal(await users.authenticate(apiKey), appId)
+    t.equal((await users.authenticate(apiKey))?.appId, appId)
     const u = await users.createUser({ appId, email: 'ada@example.com', userId: 'ada' })
     t.same(u, {
       klaimId: u.klaimId,
@@ -74,10 +74,10 @@ eachDatabase(t, (t, db) => {
     const users = await freshService(t, db)
     const { appId, apiKey } = await users.createApp({ name: 'app' })
     const second = await users.createApiKey({ appId })
-    t.equal(await users.authenticate(second.apiKey), appId)
+    t.same(await users.authenticate(second.apiKey), { appId, keyId: second.keyId })
     t.ok(await users.revokeApiKey({ keyId: second.keyId }))
     t.equal(await users.authenticate(second.apiKey), undefined)
-    t.equal(await users.authenticate(apiKey), appId)
+    t.equal((await users.authenticate(apiKey))?.appId, appId)
     t.equal(await users.authenticate('klaim_sk_nope'), undefined)
     t.equal((await users.listApiKeys({ appId })).length, 2)
     t.same((await users.listApps()).map((a) => a.name), ['app'])

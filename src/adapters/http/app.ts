@@ -7,6 +7,10 @@ import { usersHttpPlugin, type UsersHttpService } from './users-plugin.js'
 
 export interface HttpAppOptions {
   service: UsersHttpService & { ping(): Promise<void> }
+  /** Requests per minute per API key; 0 turns limiting off (default 6000). */
+  rateLimitPerMinute?: number
+  /** Failed authentications per minute per client IP (default 60). */
+  authFailuresPerMinute?: number
   /** Pino options, `false` for silence; see `loggerOptions`. */
   logger?: FastifyServerOptions['logger']
   loggerInstance?: FastifyServerOptions['loggerInstance']
@@ -69,6 +73,6 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     return { status: 'ready' }
   })
 
-  await app.register(usersHttpPlugin, { service: options.service })
+  await app.register(usersHttpPlugin, { service: options.service, rateLimitPerMinute: options.rateLimitPerMinute, authFailuresPerMinute: options.authFailuresPerMinute })
   return app
 }

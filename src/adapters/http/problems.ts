@@ -22,7 +22,9 @@ export const DOMAIN_STATUS: { readonly [C in DomainErrorCode]: number } = {
   user_not_found: 404,
   user_id_taken: 409,
   email_taken: 409,
-  precondition_failed: 412
+  precondition_failed: 412,
+  idempotency_key_reused: 422,
+  idempotency_in_progress: 409
 }
 
 export const MESSAGES = {

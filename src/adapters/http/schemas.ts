@@ -33,8 +33,13 @@ export const CreateUserBody = Type.Object({
 /** The read alias `POST /users/{user_id}` takes no body or `{}` (Fastify validates a missing body as null). */
 export const EmptyBody = Type.Unsafe<Record<string, never> | null | undefined>({ type: ['object', 'null'], additionalProperties: false })
 
-export const IfMatchHeaders = Type.Object({
-  'if-match': Type.Optional(Type.String({ description: '`*` or a list of entity tags; the update happens only if one matches the current ETag (strong comparison).' }))
+const IdempotencyKey = Type.Optional(Type.String({ description: '1 to 255 printable ASCII characters. The first response to a key is stored for 24 hours (per API key) and replayed, with `Idempotent-Replayed: true`, to a retry of the same request.' }))
+
+export const IdempotencyHeaders = Type.Object({ 'idempotency-key': IdempotencyKey })
+
+export const UpdateHeaders = Type.Object({
+  'if-match': Type.Optional(Type.String({ description: '`*` or a list of entity tags; the update happens only if one matches the current ETag (strong comparison).' })),
+  'idempotency-key': IdempotencyKey
 })
 
 export const UserResource = Type.Object({

@@ -1,37 +1,48 @@
+import { createHash } from 'node:crypto'
+import rateLimit from '@fastify/rate-limit'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { ValidationError } from '../../domain/errors.js'
+import { UsersError, ValidationError } from '../../domain/errors.js'
 import { parseIfMatch } from '../../domain/if-match.js'
 import type { UserProfile } from '../../domain/user.js'
+import type { StoredResponse, UnitOfWork } from '../../application/ports.js'
 import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
 import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
 import { registerJsonBody } from './json-body.js'
-import { HttpProblem, unauthorized } from './problems.js'
-import { CreateUserBody, EmptyBody, ErrorBody, IfMatchHeaders, UpdateUserBody, UserParams, UserResource } from './schemas.js'
+import { HttpProblem, problemBody, toProblem, unauthorized } from './problems.js'
+import { CreateUserBody, EmptyBody, ErrorBody, IdempotencyHeaders, UpdateHeaders, UpdateUserBody, UserParams, UserResource } from './schemas.js'
 import { validationProblem, validatorCompiler } from './validation.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The app of the request's API key, set by the authentication hook. */
     appId: string
+    /** The id of the request's API key: the scope of its idempotency keys. */
+    keyId: string
   }
 }
 
-export type UsersHttpService = Pick<UsersService, 'authenticate' | 'createUser' | 'getUser' | 'updateUserProfile'>
+export type UsersHttpService = Pick<UsersService, 'authenticate' | 'createUser' | 'getUser' | 'updateUserProfile' | 'idempotent'>
 
 export interface UsersHttpOptions {
   service: UsersHttpService
+  /** Requests per minute per API key; 0 turns limiting off (default 6000). */
+  rateLimitPerMinute?: number
+  /** Failed authentications per minute per client IP (default 60). */
+  authFailuresPerMinute?: number
 }
 
 const BEARER = /^bearer +([\x21-\x7e]+) *$/i
+const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/
+const INVALID = new ValidationError([]).message
 
 const ERROR_RESPONSES = {
-  400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody, 503: ErrorBody
+  400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody, 429: ErrorBody, 503: ErrorBody
 }
 
-function sendUser (reply: FastifyReply, status: 200 | 201, message: string, user: UserProfile): FastifyReply {
-  return reply.code(status).header('etag', user.etag).send({
+function userResource (message: string, user: UserProfile) {
+  return {
     message,
     klaim_id: user.klaimId,
     user_id: user.userId,
@@ -42,49 +53,112 @@ function sendUser (reply: FastifyReply, status: 200 | 201, message: string, user
     acquisition_source: user.acquisitionSource,
     created_at: user.createdAt,
     updated_at: user.updatedAt
-  })
+  }
+}
+
+/** Object keys sorted at every depth, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are the same request. */
+function canonical (value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical)
+  if (typeof value !== 'object' || value === null) return value
+  return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]))
+}
+
+/** "The same request": same method, decoded path, If-Match and body (keys sorted). */
+export function requestFingerprint (method: string, path: string, ifMatch: string | undefined, body: unknown): string {
+  return createHash('sha256').update(JSON.stringify([method, path, ifMatch ?? null, canonical(body ?? null)])).digest('hex')
+}
+
+/** Answers worth replaying: what the client sent decided them, and nothing was changed. */
+function storedFailure (error: unknown): StoredResponse | undefined {
+  if (!(error instanceof UsersError)) return undefined
+  const problem = toProblem(error)
+  return problem.statusCode >= 500 ? undefined : { status: problem.statusCode, body: JSON.stringify(problemBody(problem)), headers: {} }
+}
+
+function sendStored (reply: FastifyReply, response: StoredResponse, replayed: boolean): FastifyReply {
+  if (replayed) reply.header('idempotent-replayed', 'true')
+  return reply.code(response.status).headers(response.headers).type('application/json; charset=utf-8').send(response.body)
 }
 
 /**
- * The `/users` routes as an encapsulated Fastify plugin: its own JSON parsing, validation and
- * error handling, so a host can mount it in its own instance (raise the host's `maxParamLength`
- * to 3072 so long user ids reach the routes).
+ * The `/users` routes as an encapsulated Fastify plugin: its own JSON parsing, validation, rate
+ * limits and error handling, so a host can mount it in its own instance (raise the host's
+ * `maxParamLength` to 3072 so long user ids reach the routes).
  */
-export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (instance, { service }) => {
+export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (instance, options) => {
+  const { service } = options
   const fastify = instance.withTypeProvider<TypeBoxTypeProvider>()
   fastify.setValidatorCompiler(validatorCompiler)
   fastify.setErrorHandler(sendProblem)
   registerJsonBody(fastify)
   fastify.decorateRequest('appId', '')
+  fastify.decorateRequest('keyId', '')
 
-  // onRequest: the key is checked before the body is read, so a 401 comes before 415 and 413.
-  fastify.addHook('onRequest', async (request) => {
+  // Counters are per process (in memory); see the README for a shared store.
+  await fastify.register(rateLimit, { global: false })
+  const perKey = options.rateLimitPerMinute ?? 6000
+  const keyLimit = fastify.createRateLimit({ max: perKey, timeWindow: 60_000, keyGenerator: (request) => request.keyId })
+  const failureLimit = fastify.createRateLimit({ max: options.authFailuresPerMinute ?? 60, timeWindow: 60_000, keyGenerator: (request) => request.ip })
+
+  async function limit (check: typeof keyLimit, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const state = await check(request)
+    if (state.isAllowed) return
+    const headers = { 'ratelimit-limit': String(state.max), 'ratelimit-remaining': String(state.remaining), 'ratelimit-reset': String(state.ttlInSeconds) }
+    if (state.isExceeded) {
+      throw new HttpProblem(429, 'rate_limited', 'Too many requests. Retry after the number of seconds in Retry-After.', { ...headers, 'retry-after': String(state.ttlInSeconds) })
+    }
+    reply.headers(headers)
+  }
+
+  // onRequest: the key is checked before the body is read, so a 401 comes before 415 and 413;
+  // the per-key limit right after it, so a 429 does too.
+  fastify.addHook('onRequest', async (request, reply) => {
     const key = BEARER.exec(request.headers.authorization ?? '')?.[1]
-    const appId = key === undefined ? undefined : await service.authenticate(key)
-    if (appId === undefined) throw unauthorized()
-    request.appId = appId
+    const found = key === undefined ? undefined : await service.authenticate(key)
+    if (found === undefined) {
+      await limit(failureLimit, request, reply)
+      throw unauthorized()
+    }
+    request.appId = found.appId
+    request.keyId = found.keyId
+    if (perKey > 0) await limit(keyLimit, request, reply)
   })
 
   // Fastify checks params, then body, then headers; the contract wants the headers before the body.
-  async function pathThenIfMatch (request: FastifyRequest): Promise<void> {
+  async function pathThenHeaders (request: FastifyRequest): Promise<void> {
     const checkParams = request.getValidationFunction('params')
     if (checkParams !== undefined && !checkParams(request.params)) throw validationProblem('params', checkParams.errors ?? [])
+    const errors = []
     const ifMatch = request.headers['if-match']
-    if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) {
-      throw new HttpProblem(400, 'validation_failed', new ValidationError([]).message, {}, [{ path: '/header/if-match', message: IF_MATCH_MESSAGE }])
+    if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
+    const idempotencyKey = request.headers['idempotency-key']
+    if (idempotencyKey !== undefined && !(typeof idempotencyKey === 'string' && IDEMPOTENCY_KEY.test(idempotencyKey))) {
+      errors.push({ path: '/header/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' })
     }
+    if (errors.length > 0) throw new HttpProblem(400, 'validation_failed', INVALID, {}, errors)
+  }
+
+  /** Runs a write, under its Idempotency-Key when the request has one. */
+  async function write (request: FastifyRequest, reply: FastifyReply, path: string, work: (uow?: UnitOfWork) => Promise<StoredResponse>): Promise<FastifyReply> {
+    const key = request.headers['idempotency-key']
+    if (typeof key !== 'string') return sendStored(reply, await work(), false)
+    const { response, replayed } = await service.idempotent({ scope: request.keyId, key, fingerprint: requestFingerprint(request.method, path, request.headers['if-match'], request.body) }, work, storedFailure)
+    return sendStored(reply, response, replayed)
   }
 
   fastify.post('/users', {
-    schema: { body: CreateUserBody, response: { 201: UserResource, ...ERROR_RESPONSES } }
+    schema: { headers: IdempotencyHeaders, body: CreateUserBody, response: { 201: UserResource, ...ERROR_RESPONSES, 422: ErrorBody } },
+    preValidation: pathThenHeaders
   }, async (request, reply) => {
     const { user_id: snake, userId: camel, ...fields } = request.body
     if (snake !== undefined && camel !== undefined && snake !== camel) {
-      throw new HttpProblem(400, 'validation_failed', new ValidationError([]).message, {}, [{ path: '/userId', message: 'must equal user_id when both are sent' }])
+      throw new HttpProblem(400, 'validation_failed', INVALID, {}, [{ path: '/userId', message: 'must equal user_id when both are sent' }])
     }
-    const user = await service.createUser({ appId: request.appId, ...fields, userId: snake ?? camel })
-    reply.header('location', `${fastify.prefix}/users/${encodeURIComponent(user.userId)}`)
-    return sendUser(reply, 201, 'resource created successfully', user)
+    return await write(request, reply, '/users', async (uow) => {
+      const user = await service.createUser({ appId: request.appId, ...fields, userId: snake ?? camel }, uow)
+      const location = `${fastify.prefix}/users/${encodeURIComponent(user.userId)}`
+      return { status: 201, body: JSON.stringify(userResource('resource created successfully', user)), headers: { etag: user.etag, location } }
+    })
   })
 
   async function read (appId: string, body: unknown, userId: string): Promise<UserProfile> {
@@ -92,25 +166,29 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     if (body === null) throw validationProblem('body', [{ instancePath: '', keyword: 'type', schemaPath: '', params: {} }])
     return await service.getUser({ appId, userId })
   }
+  const sendRead = (reply: FastifyReply, user: UserProfile): FastifyReply =>
+    reply.header('etag', user.etag).send(userResource('fetch resource successfully', user))
   fastify.get('/users/:user_id', { schema: { params: UserParams, response: { 200: UserResource, ...ERROR_RESPONSES } } }, async (request, reply) =>
-    sendUser(reply, 200, 'fetch resource successfully', await read(request.appId, undefined, request.params.user_id)))
+    sendRead(reply, await read(request.appId, undefined, request.params.user_id)))
   fastify.post('/users/:user_id', { schema: { params: UserParams, body: EmptyBody, response: { 200: UserResource, ...ERROR_RESPONSES } } }, async (request, reply) =>
-    sendUser(reply, 200, 'fetch resource successfully', await read(request.appId, request.body, request.params.user_id)))
+    sendRead(reply, await read(request.appId, request.body, request.params.user_id)))
 
   fastify.route({
     method: ['PUT', 'PATCH'],
     url: '/users/:user_id',
-    schema: { params: UserParams, headers: IfMatchHeaders, body: UpdateUserBody, response: { 200: UserResource, ...ERROR_RESPONSES, 412: ErrorBody } },
-    preValidation: pathThenIfMatch,
+    schema: { params: UserParams, headers: UpdateHeaders, body: UpdateUserBody, response: { 200: UserResource, ...ERROR_RESPONSES, 412: ErrorBody, 422: ErrorBody } },
+    preValidation: pathThenHeaders,
     handler: async (request, reply) => {
       const { user_id: newUserId, ...changes } = request.body
-      const user = await service.updateUserProfile({
-        appId: request.appId,
-        userId: request.params.user_id,
-        changes: newUserId === undefined ? changes : { ...changes, userId: newUserId },
-        ifMatch: request.headers['if-match']
+      return await write(request, reply, `/users/${request.params.user_id}`, async (uow) => {
+        const user = await service.updateUserProfile({
+          appId: request.appId,
+          userId: request.params.user_id,
+          changes: newUserId === undefined ? changes : { ...changes, userId: newUserId },
+          ifMatch: request.headers['if-match']
+        }, uow)
+        return { status: 200, body: JSON.stringify(userResource('fetch resource successfully', user)), headers: { etag: user.etag } }
       })
-      return sendUser(reply, 200, 'fetch resource successfully', user)
     }
   })
 }

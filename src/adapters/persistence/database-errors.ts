@@ -12,6 +12,12 @@ export function uniqueViolation (error: unknown): 'user_id' | 'email' | 'klaim_i
   return undefined
 }
 
+/** A foreign key refused a write (the referenced row is missing). */
+export function foreignKeyViolation (error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return code === '23503' || code === 'SQLITE_CONSTRAINT_FOREIGNKEY'
+}
+
 const RETRYABLE_POSTGRES = new Set(['40001', '40P01']) // serialization_failure, deadlock_detected
 
 /** A transaction the database aborted to break a deadlock or keep serialisability: run it again. */

@@ -7,7 +7,7 @@ const toMillis = (value: number | string | null): number | null => value === nul
 
 export function kyselyAppRepository (db: Kysely<DatabaseSchema>): AppRepository {
   // Run on every request (authentication): compiled once.
-  const keyByHash = prepare(db.selectFrom('api_keys').select(['app_id', 'key_hash', 'revoked_at']).where('key_hash', '=', ''))
+  const keyByHash = prepare(db.selectFrom('api_keys').select(['id', 'app_id', 'key_hash', 'revoked_at']).where('key_hash', '=', ''))
   return {
     async insertApp (app) {
       await db.insertInto('apps').values({ id: app.appId, name: app.name, created_at: app.createdAt }).execute()
@@ -43,7 +43,7 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>): AppRepository 
 
     async findKeyByHash (keyHash) {
       const row = (await keyByHash(db, [keyHash])).rows[0]
-      return row === undefined ? undefined : { appId: row.app_id, keyHash: row.key_hash, revokedAt: toMillis(row.revoked_at) }
+      return row === undefined ? undefined : { keyId: row.id, appId: row.app_id, keyHash: row.key_hash, revokedAt: toMillis(row.revoked_at) }
     }
   }
 }

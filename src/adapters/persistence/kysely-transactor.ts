@@ -1,13 +1,14 @@
 import { sql, type Kysely } from 'kysely'
 import type { Transactor, UnitOfWork } from '../../application/ports.js'
 import { isRetryable } from './database-errors.js'
+import { kyselyIdempotencyStore } from './kysely-idempotency-store.js'
 import { kyselyUserRepository, type UserQueries } from './kysely-user-repository.js'
 import type { DatabaseSchema, DialectName } from './schema.js'
 
 const MAX_ATTEMPTS = 10
 
 function unitOfWork (db: Kysely<DatabaseSchema>, queries: UserQueries): UnitOfWork {
-  return { users: kyselyUserRepository(db, queries, true) }
+  return { users: kyselyUserRepository(db, queries, true), idempotency: kyselyIdempotencyStore(db) }
 }
 
 /**

@@ -1,8 +1,8 @@
 import type { Insertable, Kysely, Selectable } from 'kysely'
-import { KlaimIdCollisionError, type UserRepository } from '../../application/ports.js'
+import { KlaimIdCollisionError, UnknownAppError, type UserRepository } from '../../application/ports.js'
 import { EmailTakenError, UserIdTakenError } from '../../domain/errors.js'
 import { emailKey, type AcquisitionSource, type JsonObject, type User } from '../../domain/user.js'
-import { uniqueViolation } from './database-errors.js'
+import { foreignKeyViolation, uniqueViolation } from './database-errors.js'
 import { prepare, type Prepared } from './prepared.js'
 import type { DatabaseSchema, DialectName, UsersTable } from './schema.js'
 
@@ -43,6 +43,7 @@ export function userToRow (user: User): Insertable<UsersTable> & { version: numb
 }
 
 function conflictError (error: unknown): Error {
+  if (foreignKeyViolation(error)) return new UnknownAppError()
   switch (uniqueViolation(error)) {
     case 'user_id': return new UserIdTakenError()
     case 'email': return new EmailTakenError()

@@ -1,8 +1,9 @@
 import { sql, type Kysely } from 'kysely'
 import type pg from 'pg'
-import type { AppRepository, Transactor, UserRepository } from '../../application/ports.js'
+import type { AppRepository, IdempotencyStore, Transactor, UserRepository } from '../../application/ports.js'
 import { parseDatabaseUrl, type DatabaseLocation } from './database-url.js'
 import { kyselyAppRepository } from './kysely-app-repository.js'
+import { kyselyIdempotencyStore } from './kysely-idempotency-store.js'
 import { kyselyTransactor } from './kysely-transactor.js'
 import { compileUserQueries, kyselyUserRepository } from './kysely-user-repository.js'
 import { migrateToLatest } from './migrations/index.js'
@@ -26,6 +27,7 @@ export interface Persistence {
   pool: pg.Pool | undefined
   users: UserRepository
   apps: AppRepository
+  idempotency: IdempotencyStore
   transactor: Transactor
   migrate(): Promise<string[]>
   /** Resolves when the database answers a trivial query. */
@@ -48,6 +50,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     pool,
     users: kyselyUserRepository(db, queries, false),
     apps: kyselyAppRepository(db),
+    idempotency: kyselyIdempotencyStore(db),
     transactor: kyselyTransactor(db, dialect, queries),
     migrate: async () => await migrateToLatest(db, dialect),
     ping: async () => { await sql`select 1`.execute(db) },

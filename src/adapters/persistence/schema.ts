@@ -34,10 +34,23 @@ export interface UsersTable {
   version: Generated<number>
 }
 
+export interface IdempotencyKeysTable {
+  scope: string
+  key: string
+  fingerprint: string
+  status: number | null
+  body: string | null
+  /** JSON object of the stored response headers. */
+  headers: string | null
+  locked_until: Millis
+  expires_at: Millis
+}
+
 export interface DatabaseSchema {
   apps: AppsTable
   api_keys: ApiKeysTable
   users: UsersTable
+  idempotency_keys: IdempotencyKeysTable
 }
 
 export type DialectName = 'sqlite' | 'postgres'

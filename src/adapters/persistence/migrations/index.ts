@@ -1,12 +1,14 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely'
 import type { DialectName } from '../schema.js'
 import * as initial from './0001-initial.js'
+import * as idempotencyKeys from './0002-idempotency-keys.js'
 
 type DialectMigration = { up: (db: Kysely<any>, dialect: DialectName) => Promise<void> }
 
 // A static list, in order: no folder scanning, so the compiled package carries its migrations.
 const MIGRATIONS: Record<string, DialectMigration> = {
-  '0001-initial': initial
+  '0001-initial': initial,
+  '0002-idempotency-keys': idempotencyKeys
 }
 
 function provider (dialect: DialectName): MigrationProvider {

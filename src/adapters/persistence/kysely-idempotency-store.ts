@@ -1,0 +1,55 @@
+import type { Kysely, Selectable } from 'kysely'
+import type { IdempotencyRecord, IdempotencyStore } from '../../application/ports.js'
+import type { DatabaseSchema, IdempotencyKeysTable } from './schema.js'
+
+function toRecord (row: Selectable<IdempotencyKeysTable>): IdempotencyRecord {
+  return {
+    fingerprint: row.fingerprint,
+    response: row.status === null
+      ? undefined
+      : { status: row.status, body: row.body ?? '', headers: JSON.parse(row.headers ?? '{}') as Record<string, string> },
+    lockedUntil: Number(row.locked_until),
+    expiresAt: Number(row.expires_at)
+  }
+}
+
+/** The `IdempotencyStore` port on `db` (the pool, or a transaction). */
+export function kyselyIdempotencyStore (db: Kysely<DatabaseSchema>): IdempotencyStore {
+  return {
+    async claim (scope, key, record) {
+      // ON CONFLICT DO NOTHING: of two racing first requests exactly one inserts.
+      const inserted = await db.insertInto('idempotency_keys')
+        .values({ scope, key, fingerprint: record.fingerprint, locked_until: record.lockedUntil, expires_at: record.expiresAt })
+        .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
+        .returning('key').executeTakeFirst()
+      if (inserted !== undefined) return undefined
+      const row = await db.selectFrom('idempotency_keys').selectAll().where('scope', '=', scope).where('key', '=', key).executeTakeFirst()
+      // Deleted between the two statements (released or purged): claim it again.
+      return row === undefined ? await this.claim(scope, key, record) : toRecord(row)
+    },
+
+    async takeOver (scope, key, previous, record) {
+      const result = await db.updateTable('idempotency_keys')
+        .set({ fingerprint: record.fingerprint, status: null, body: null, headers: null, locked_until: record.lockedUntil, expires_at: record.expiresAt })
+        .where('scope', '=', scope).where('key', '=', key)
+        .where('locked_until', '=', previous.lockedUntil).where('expires_at', '=', previous.expiresAt)
+        .executeTakeFirst()
+      return result.numUpdatedRows > 0n
+    },
+
+    async complete (scope, key, response) {
+      await db.updateTable('idempotency_keys')
+        .set({ status: response.status, body: response.body, headers: JSON.stringify(response.headers) })
+        .where('scope', '=', scope).where('key', '=', key).execute()
+    },
+
+    async release (scope, key) {
+      await db.deleteFrom('idempotency_keys').where('scope', '=', scope).where('key', '=', key).where('status', 'is', null).execute()
+    },
+
+    async purgeExpired (now) {
+      const result = await db.deleteFrom('idempotency_keys').where('expires_at', '<=', now).executeTakeFirst()
+      return Number(result.numDeletedRows)
+    }
+  }
+}
