@@ -1,0 +1,77 @@
+import fc from 'fast-check'
+import t from 'tap'
+import { eachDatabase } from '../helpers/databases.js'
+import { freshClient } from '../helpers/fixtures.js'
+
+// Thousands of random and mutated requests: never a 500, always a JSON error with a code, and
+// the stored user is either unchanged or exactly what the accepted response says.
+// A longer run: FUZZ_RUNS=20000 npx tap test/http/fuzz.test.ts
+const SEED = 424242
+const RUNS = Number(process.env.FUZZ_RUNS ?? 1500)
+
+const text = fc.oneof(
+  fc.string({ maxLength: 20 }),
+  fc.string({ unit: 'binary', maxLength: 20 }),
+  fc.constantFrom('', ' ', 'ada@example.com', 'Ada', 'bob', 'BOB@example.com', 'new@example.com', '\u0000', '\ud800', 'x'.repeat(300), '😀'.repeat(60), ' a@b.co ', 'a@b', '__proto__', '1e400')
+)
+const json = fc.letrec((tie) => ({
+  value: fc.oneof({ depthSize: 'small' }, text, fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(tie('value'), { maxLength: 4 }), tie('object')),
+  object: fc.dictionary(fc.oneof(text, fc.constantFrom('name', 'email', 'user_id', 'metadata', 'userId', '__proto__', 'constructor', '')), tie('value'), { maxKeys: 5 })
+}))
+const body = fc.oneof(
+  fc.record({ name: fc.option(text), email: text, user_id: text, metadata: fc.oneof(json.object, fc.constant(null)) }, { requiredKeys: [] }),
+  json.value
+).map((v) => JSON.stringify(v))
+const raw = fc.oneof(
+  body,
+  body.chain((b) => fc.tuple(fc.nat(b.length), fc.string({ maxLength: 3 })).map(([i, s]) => b.slice(0, i) + s + b.slice(i + 1))),
+  fc.constantFrom('', '{', `{"name": "${'x'.repeat(70000)}"}`, '{"metadata": {"a": 1e400}}', '{"name": "\\ud800"}', '{"__proto__": {"x": 1}}', '[1,2]', 'null', `{"metadata": ${'['.repeat(3000)}${']'.repeat(3000)}}`)
+)
+const request = fc.record({
+  method: fc.constantFrom('PUT', 'PATCH', 'POST', 'GET', 'DELETE'),
+  path: fc.oneof(fc.constant('CURRENT'), fc.constantFrom('nobody', '%00', '%E0%A4%A', 'a%2Fb', ' x', 'x'.repeat(300)), text.map((s) => encodeURIComponent(s.replace(/\p{Cs}/gu, '\ufffd')))),
+  payload: raw,
+  contentType: fc.oneof(
+    { weight: 8, arbitrary: fc.constant('application/json') },
+    { weight: 2, arbitrary: fc.constantFrom('application/merge-patch+json', 'text/plain', 'application/json; charset=latin1', undefined) }
+  ),
+  ifMatch: fc.option(fc.constantFrom('*', '"x"', 'W/"x"', 'garbage', 'CURRENT_ETAG')),
+  idempotencyKey: fc.option(fc.constantFrom('k1', 'k2', '', 'é'))
+}, { requiredKeys: ['method', 'path', 'payload'] })
+
+eachDatabase(t, (t, db) => {
+  t.test(`fuzz: ${RUNS} requests (seed ${SEED})`, async (t) => {
+    const client = await freshClient(t, db)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada', metadata: { keep: 1 } })
+    await client.createUser({ email: 'bob@example.com', user_id: 'bob' })
+    const read = await client.request({ method: 'GET', url: '/users/ada' })
+    let current = read.json()
+    let etag = read.headers.etag as string
+    const statuses: Record<number, number> = {}
+    const runs = db.dialect === 'postgres' ? Math.ceil(RUNS / 3) : RUNS
+
+    await fc.assert(fc.asyncProperty(request, async (r) => {
+      const path = r.path === 'CURRENT' ? encodeURIComponent(current.user_id) : r.path
+      const headers: Record<string, string> = {}
+      if (r.contentType !== undefined) headers['content-type'] = r.contentType
+      if (r.ifMatch != null) headers['if-match'] = r.ifMatch === 'CURRENT_ETAG' ? etag : r.ifMatch
+      if (r.idempotencyKey != null) headers['idempotency-key'] = r.idempotencyKey
+      const res = await client.request({ method: r.method as 'PUT', url: `/users/${path}`, payload: r.method === 'GET' ? undefined : r.payload, headers })
+      statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1
+      if (res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(r)}: ${res.body}`)
+      const answer = res.json()
+      if (res.statusCode >= 400 && (typeof answer.code !== 'string' || typeof answer.message !== 'string')) throw new Error(`no error shape: ${res.body}`)
+      const stored = await client.request({ method: 'GET', url: `/users/${encodeURIComponent(res.statusCode === 200 && r.method !== 'GET' && r.method !== 'POST' ? answer.user_id : current.user_id)}` })
+      const storedBody = stored.json()
+      if (res.statusCode === 200 && (r.method === 'PUT' || r.method === 'PATCH') && r.path === 'CURRENT') {
+        if (JSON.stringify(storedBody) !== JSON.stringify(answer)) throw new Error(`stored ${stored.body} but answered ${res.body}`)
+        current = storedBody
+        etag = stored.headers.etag as string
+      } else if (JSON.stringify(storedBody) !== JSON.stringify(current)) {
+        throw new Error(`a ${res.statusCode} changed the user: ${stored.body} (was ${JSON.stringify(current)}) after ${JSON.stringify(r)}`)
+      }
+    }), { seed: SEED, numRuns: runs })
+    t.ok(Object.keys(statuses).every((s) => Number(s) < 500), `statuses seen: ${JSON.stringify(statuses)}`)
+    t.ok(Object.keys(statuses).length >= 6, 'the fuzz reaches many outcomes')
+  })
+})

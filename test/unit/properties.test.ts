@@ -1,0 +1,96 @@
+import fc from 'fast-check'
+import t from 'tap'
+import { validatorCompiler } from '../../src/adapters/http/validation.js'
+import { Email, Name, UserId } from '../../src/adapters/http/schemas.js'
+import { ValidationError } from '../../src/domain/errors.js'
+import { jsonEqual, mergePatch } from '../../src/domain/metadata.js'
+import { parseProfileChanges } from '../../src/domain/profile-rules.js'
+import type { JsonObject, JsonValue } from '../../src/domain/user.js'
+
+const SEED = 20261127
+const params = { seed: SEED, numRuns: Number(process.env.PROPERTY_RUNS ?? 2000) }
+
+// Characters at the edges of every rule: white space JavaScript trims (and some it does not),
+// controls, NUL, lone surrogate halves, astral characters, and the email syntax.
+const EDGE = [' ', '\t', '\n', '\u00a0', '\u2028', '\ufeff', '\u0085', '\u0000', '\u0001', '\u007f', '\ud800', '\udc00', '😀', 'é', 'a', 'Z', '0', '@', '.', '-', '_', '"', '\\']
+const edgeString = fc.oneof(
+  fc.string({ unit: fc.constantFrom(...EDGE), maxLength: 12 }),
+  fc.tuple(fc.string({ unit: fc.constantFrom(...EDGE), maxLength: 3 }), fc.integer({ min: 195, max: 260 }), fc.constantFrom('a', '😀', 'é'), fc.string({ unit: fc.constantFrom(...EDGE), maxLength: 3 }))
+    .map(([a, n, c, b]) => a + c.repeat(n) + b),
+  fc.tuple(fc.string({ unit: fc.constantFrom('a', '.', '-', ' ', '😀'), maxLength: 8 }), fc.string({ unit: fc.constantFrom('a', '.', '@', ' ', '\u0000'), maxLength: 8 }))
+    .map(([local, domain]) => `${local}@${domain}`)
+)
+
+const codePoints = (s: string): number => Array.from(s).length
+const hasLoneSurrogate = (s: string): boolean => /\p{Cs}/u.test(s)
+
+// Plain restatements of the contract's rules, written independently of the patterns.
+const oracles: Record<'email' | 'name' | 'userId', (s: string) => boolean> = {
+  email (raw) {
+    const s = raw.trim()
+    const at = s.split('@')
+    if (at.length !== 2) return false
+    const [local = '', domain = ''] = at
+    return codePoints(s) >= 3 && codePoints(s) <= 254 && local.length > 0 && !/[\s\p{Cc}]/u.test(s) && !hasLoneSurrogate(s) &&
+      domain.includes('.') && !domain.startsWith('.') && !domain.endsWith('.')
+  },
+  name (raw) {
+    const s = raw.trim()
+    return codePoints(s) >= 1 && codePoints(s) <= 200 && !s.includes('\u0000') && !hasLoneSurrogate(raw)
+  },
+  userId (s) {
+    return codePoints(s) >= 1 && codePoints(s) <= 255 && !/\p{Cc}/u.test(s) && s === s.trim() && !hasLoneSurrogate(s)
+  }
+}
+
+const schemas = { email: Email, name: Name, userId: UserId }
+
+function domainAccepts (field: 'email' | 'name' | 'userId', value: string): boolean {
+  try {
+    parseProfileChanges({ [field]: value })
+    return true
+  } catch (error) {
+    if (error instanceof ValidationError) return false
+    throw error
+  }
+}
+
+for (const field of ['email', 'name', 'userId'] as const) {
+  t.test(`${field}: the domain, the HTTP schema and the contract's rule agree on any string`, async (t) => {
+    const schemaAccepts = validatorCompiler({ schema: schemas[field], method: 'PUT', url: '/', httpPart: 'body' }) as (v: unknown) => boolean
+    fc.assert(fc.property(edgeString, (value) => {
+      const expected = oracles[field](value)
+      return domainAccepts(field, value) === expected && schemaAccepts(value) === expected
+    }), params)
+    t.pass(`${params.numRuns} strings`)
+  })
+}
+
+const key = fc.string({ unit: fc.constantFrom('a', 'b', 'c', 'd'), minLength: 1, maxLength: 2 })
+const leaf = fc.oneof(fc.integer(), fc.boolean(), fc.string({ maxLength: 3 }), fc.constant(null))
+const json = fc.letrec<{ value: JsonValue, object: JsonObject }>((tie) => ({
+  value: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('value'), { maxLength: 3 }), tie('object')),
+  object: fc.dictionary(key, tie('value'), { maxKeys: 4 }) as fc.Arbitrary<JsonObject>
+}))
+const stored = json.object.map((o) => mergePatch({}, o) as JsonObject) // stored metadata holds no nulls
+
+/** Objects outside arrays hold no null: a null in a patch removes its key. */
+function noNullMembers (value: JsonValue): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return true
+  return Object.values(value).every((v) => v !== null && noNullMembers(v))
+}
+
+t.test('merge patch: RFC 7396 properties on random documents', async (t) => {
+  fc.assert(fc.property(stored, json.object, (target, patch) => {
+    const result = mergePatch(target, patch) as JsonObject
+    for (const [k, v] of Object.entries(patch)) {
+      if (v === null) { if (Object.hasOwn(result, k)) return false } else if (typeof v !== 'object' || Array.isArray(v)) {
+        if (!jsonEqual(result[k] as JsonValue, v)) return false
+      } else if (typeof result[k] !== 'object' || result[k] === null || Array.isArray(result[k])) return false
+    }
+    for (const k of Object.keys(target)) if (!Object.hasOwn(patch, k) && !jsonEqual(result[k] as JsonValue, target[k] as JsonValue)) return false
+    return jsonEqual(mergePatch(result, patch), result) && noNullMembers(result)
+  }), params)
+  fc.assert(fc.property(stored, (target) => jsonEqual(mergePatch(target, {}), target) && jsonEqual(mergePatch({}, target), target)), params)
+  t.pass('merge patch properties hold')
+})
