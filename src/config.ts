@@ -1,5 +1,36 @@
 import { isAbsolute, dirname, resolve } from 'node:path'
+import { Type, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
 import { parseDatabaseUrl, type DatabaseLocation } from './adapters/persistence/database-url.js'
+
+// Every setting, as the process sees it after defaults; checked once, at start.
+const Settings = Type.Object({
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, description: 'listening port' }),
+  HOST: Type.String({ minLength: 1 }),
+  DATABASE_URL: Type.String({ pattern: '^(sqlite:.+|postgres(ql)?://.+)$', description: 'sqlite:<path>, sqlite::memory:, postgres://... or postgresql://...' }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
+  RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 0 }),
+  AUTH_FAILURES_PER_MINUTE: Type.Integer({ minimum: 1 }),
+  DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 1000 }),
+  SQLITE_SYNCHRONOUS: Type.Union([Type.Literal('NORMAL'), Type.Literal('FULL')]),
+  METRICS: Type.Union([Type.Literal('on'), Type.Literal('off')]),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 1 }))
+})
+type SettingValues = Static<typeof Settings>
+
+const DEFAULTS: Record<keyof SettingValues, string | undefined> = {
+  PORT: '3000',
+  HOST: '127.0.0.1',
+  DATABASE_URL: 'sqlite:./data/users.db',
+  LOG_LEVEL: 'info',
+  RATE_LIMIT_PER_MINUTE: '6000',
+  AUTH_FAILURES_PER_MINUTE: '60',
+  DATABASE_POOL_MAX: '10',
+  SQLITE_SYNCHRONOUS: 'NORMAL',
+  METRICS: 'on',
+  METRICS_TOKEN: undefined
+}
+const NUMERIC = new Set(['PORT', 'RATE_LIMIT_PER_MINUTE', 'AUTH_FAILURES_PER_MINUTE', 'DATABASE_POOL_MAX'])
 
 export interface Config {
   port: number
@@ -11,16 +42,8 @@ export interface Config {
   authFailuresPerMinute: number
   poolMax: number
   sqliteSynchronous: 'NORMAL' | 'FULL'
-}
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
-
-function integer (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name]
-  if (raw === undefined || raw === '') return fallback
-  const value = Number(raw)
-  if (!/^\d+$/.test(raw) || value < min || value > max) throw new ConfigError(`${name} must be an integer from ${min} to ${max}, not "${raw}"`)
-  return value
+  /** Serve /metrics (METRICS=off turns it off); METRICS_TOKEN protects it. */
+  metrics: false | { token?: string }
 }
 
 export class ConfigError extends Error {
@@ -30,25 +53,35 @@ export class ConfigError extends Error {
   }
 }
 
-/** Reads and checks every setting; throws `ConfigError` with one clear sentence. */
+/** Reads and checks every setting against one TypeBox schema; throws `ConfigError` with one clear sentence. */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
-  const databaseUrl = env.DATABASE_URL === undefined || env.DATABASE_URL === '' ? 'sqlite:./data/users.db' : env.DATABASE_URL
-  const database = parseDatabaseUrl(databaseUrl)
-  if (database === undefined) throw new ConfigError('DATABASE_URL must be sqlite:<path>, sqlite::memory:, postgres://... or postgresql://...')
-  const logLevel = env.LOG_LEVEL === undefined || env.LOG_LEVEL === '' ? 'info' : env.LOG_LEVEL
-  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`)
-  const synchronous = (env.SQLITE_SYNCHRONOUS ?? 'NORMAL').toUpperCase()
-  if (synchronous !== 'NORMAL' && synchronous !== 'FULL') throw new ConfigError('SQLITE_SYNCHRONOUS must be NORMAL or FULL')
+  const raw: Record<string, unknown> = {}
+  for (const [name, fallback] of Object.entries(DEFAULTS)) {
+    const given = env[name] === undefined || env[name] === '' ? fallback : env[name]
+    if (given === undefined) continue
+    const value = name === 'SQLITE_SYNCHRONOUS' ? given.toUpperCase() : name === 'METRICS' ? given.toLowerCase() : given
+    raw[name] = NUMERIC.has(name) ? (/^\d+$/.test(value) ? Number(value) : NaN) : value
+  }
+  const error = Value.Errors(Settings, raw).First()
+  if (error !== undefined) {
+    const name = error.path.slice(1)
+    const schema = Settings.properties[name as keyof SettingValues] as { description?: string }
+    throw new ConfigError(`${name} is invalid (${JSON.stringify(env[name] ?? '')}): ${schema?.description ?? error.message}`)
+  }
+  const settings = raw as SettingValues
+  const database = parseDatabaseUrl(settings.DATABASE_URL)
+  if (database === undefined) throw new ConfigError(`DATABASE_URL is invalid: ${Settings.properties.DATABASE_URL.description ?? ''}`)
   return {
-    port: integer(env, 'PORT', 3000, 0, 65535),
-    host: env.HOST === undefined || env.HOST === '' ? '127.0.0.1' : env.HOST,
-    databaseUrl,
+    port: settings.PORT,
+    host: settings.HOST,
+    databaseUrl: settings.DATABASE_URL,
     database,
-    logLevel,
-    rateLimitPerMinute: integer(env, 'RATE_LIMIT_PER_MINUTE', 6000, 0, 1_000_000_000),
-    authFailuresPerMinute: integer(env, 'AUTH_FAILURES_PER_MINUTE', 60, 1, 1_000_000_000),
-    poolMax: integer(env, 'DATABASE_POOL_MAX', 10, 1, 1000),
-    sqliteSynchronous: synchronous
+    logLevel: settings.LOG_LEVEL,
+    rateLimitPerMinute: settings.RATE_LIMIT_PER_MINUTE,
+    authFailuresPerMinute: settings.AUTH_FAILURES_PER_MINUTE,
+    poolMax: settings.DATABASE_POOL_MAX,
+    sqliteSynchronous: settings.SQLITE_SYNCHRONOUS,
+    metrics: settings.METRICS === 'off' ? false : settings.METRICS_TOKEN === undefined ? {} : { token: settings.METRICS_TOKEN }
   }
 }
 

@@ -25,7 +25,13 @@ async function main (): Promise<void> {
     sqliteSynchronous: config.sqliteSynchronous,
     onPoolError: (error) => logs.to?.warn({ err: error }, 'an idle database connection failed; the pool replaces it')
   })
-  const app = await buildHttpApp({ service, logger: loggerOptions(config.logLevel), rateLimitPerMinute: config.rateLimitPerMinute, authFailuresPerMinute: config.authFailuresPerMinute })
+  const app = await buildHttpApp({
+    service,
+    logger: loggerOptions(config.logLevel),
+    rateLimitPerMinute: config.rateLimitPerMinute,
+    authFailuresPerMinute: config.authFailuresPerMinute,
+    metrics: config.metrics === false ? false : { ...config.metrics, pool: service.pool }
+  })
   logs.to = app.log
 
   const keyFile = await ensureFirstApp(service, dataFolder(config.database))

@@ -8,9 +8,13 @@ import { openUsersService } from '../../src/users-service.js'
 t.test('configuration: defaults, and one clear error per bad setting', async (t) => {
   t.match(loadConfig({}), { port: 3000, host: '127.0.0.1', databaseUrl: 'sqlite:./data/users.db', logLevel: 'info', rateLimitPerMinute: 6000, poolMax: 10, sqliteSynchronous: 'NORMAL' })
   t.match(loadConfig({ PORT: '8080', HOST: '0.0.0.0', DATABASE_URL: 'postgresql://u@db/x', SQLITE_SYNCHRONOUS: 'full', RATE_LIMIT_PER_MINUTE: '0' }), { port: 8080, host: '0.0.0.0', sqliteSynchronous: 'FULL', rateLimitPerMinute: 0 })
-  for (const env of [{ PORT: '70000' }, { PORT: '-1' }, { PORT: '1.5' }, { DATABASE_URL: 'sqlite:' }, { DATABASE_URL: 'postgres://' }, { SQLITE_SYNCHRONOUS: 'OFF' }, { DATABASE_POOL_MAX: '0' }, { LOG_LEVEL: 'verbose' }]) {
+  for (const env of [{ PORT: '70000' }, { PORT: '-1' }, { PORT: '1.5' }, { DATABASE_URL: 'sqlite:' }, { DATABASE_URL: 'postgres://' }, { SQLITE_SYNCHRONOUS: 'OFF' }, { DATABASE_POOL_MAX: '0' }, { LOG_LEVEL: 'verbose' }, { METRICS: 'maybe' }]) {
     t.throws(() => loadConfig(env), ConfigError, JSON.stringify(env))
   }
+  t.throws(() => loadConfig({ PORT: 'eighty' }), { message: 'PORT is invalid ("eighty"): listening port' })
+  t.equal(loadConfig({ METRICS: 'OFF' }).metrics, false)
+  t.same(loadConfig({ METRICS_TOKEN: 't' }).metrics, { token: 't' })
+  t.same(loadConfig({}).metrics, {})
   t.equal(dataFolder({ dialect: 'sqlite', filename: '/var/lib/klaim/users.db' }), '/var/lib/klaim')
   t.equal(dataFolder({ dialect: 'sqlite', filename: ':memory:' }), `${process.cwd()}/data`)
   t.equal(dataFolder({ dialect: 'postgres', connectionString: 'postgres://x/y' }), `${process.cwd()}/data`)

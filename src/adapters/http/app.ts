@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sendProblem } from './error-handler.js'
 import { HttpProblem, MESSAGES } from './problems.js'
-import { HealthBody, ErrorBody } from './schemas.js'
+import { registerMetrics, type MetricsOptions } from './metrics.js'
+import { registerOpenApi } from './openapi.js'
+import { HealthBody, errorResponse } from './schemas.js'
 import { usersHttpPlugin, type UsersHttpService } from './users-plugin.js'
 
 export interface HttpAppOptions {
@@ -11,6 +13,10 @@ export interface HttpAppOptions {
   rateLimitPerMinute?: number
   /** Failed authentications per minute per client IP (default 60). */
   authFailuresPerMinute?: number
+  /** Prometheus metrics at /metrics (default on); `false` turns them off. */
+  metrics?: false | MetricsOptions
+  /** OpenAPI at /openapi.json and the docs page at /docs (default on). */
+  docs?: boolean
   /** Pino options, `false` for silence; see `loggerOptions`. */
   logger?: FastifyServerOptions['logger']
   loggerInstance?: FastifyServerOptions['loggerInstance']
@@ -63,8 +69,15 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
   app.setErrorHandler(sendProblem)
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ message: MESSAGES.notFound, code: 'not_found' }))
 
-  app.get('/health', { schema: { response: { 200: HealthBody } } }, async () => ({ status: 'ok' }))
-  app.get('/ready', { schema: { response: { 200: HealthBody, 503: ErrorBody } } }, async () => {
+  if (options.docs !== false) await registerOpenApi(app)
+  if (options.metrics !== false) registerMetrics(app, options.metrics ?? {})
+
+  app.get('/health', {
+    schema: { operationId: 'health', summary: 'Liveness', tags: ['service'], response: { 200: HealthBody } }
+  }, async () => ({ status: 'ok' }))
+  app.get('/ready', {
+    schema: { operationId: 'ready', summary: 'Readiness: the database answers', tags: ['service'], response: { 200: HealthBody, 503: errorResponse('The database is unavailable.', { message: MESSAGES.unavailable, code: 'unavailable' }) } }
+  }, async () => {
     try {
       await options.service.ping()
     } catch {

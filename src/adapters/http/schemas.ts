@@ -42,7 +42,7 @@ export const UpdateHeaders = Type.Object({
   'idempotency-key': IdempotencyKey
 })
 
-export const UserResource = Type.Object({
+const USER_FIELDS = {
   message: Type.String(),
   klaim_id: Type.String({ examples: ['1753306133860_A36dL'] }),
   user_id: Type.String(),
@@ -53,12 +53,34 @@ export const UserResource = Type.Object({
   acquisition_source: Type.Union(ACQUISITION_SOURCES.map((s) => Type.Literal(s))),
   created_at: Type.Integer({ description: 'Epoch milliseconds.' }),
   updated_at: Type.Integer({ description: 'Epoch milliseconds; changes only when a field really changed.' })
-})
+}
 
-export const ErrorBody = Type.Object({
-  message: Type.String(),
-  code: Type.String(),
-  errors: Type.Optional(Type.Array(Type.Object({ path: Type.String(), message: Type.String() })))
-})
+const USER_EXAMPLE = {
+  message: 'fetch resource successfully',
+  klaim_id: '1753306133860_A36dL',
+  user_id: 'my-user-123',
+  email: 'ada@example.com',
+  name: 'Ada',
+  metadata: { plan: 'pro' },
+  credit_balance: 0,
+  acquisition_source: 'api',
+  created_at: 1753306133860,
+  updated_at: 1753306133860
+}
+
+/** The user resource, described for one status. */
+export const userResponse = (description: string) => Type.Object(USER_FIELDS, { description, examples: [USER_EXAMPLE] })
+
+const FieldErrors = Type.Array(Type.Object({
+  path: Type.String({ description: 'JSON Pointer into the body, or /path/user_id, /header/<name>.' }),
+  message: Type.String()
+}))
+
+/** The error shape, described for one status with the contract's examples. */
+export function errorResponse (description: string, ...examples: Array<{ message: string, code: string, errors?: Array<{ path: string, message: string }> }>) {
+  return Type.Object({ message: Type.String(), code: Type.String(), errors: Type.Optional(FieldErrors) }, { description, examples })
+}
+
+export const ErrorBody = errorResponse('An error.')
 
 export const HealthBody = Type.Object({ status: Type.String() })

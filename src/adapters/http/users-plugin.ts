@@ -11,7 +11,8 @@ import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
 import { registerJsonBody } from './json-body.js'
 import { HttpProblem, problemBody, toProblem, unauthorized } from './problems.js'
-import { CreateUserBody, EmptyBody, ErrorBody, IdempotencyHeaders, UpdateHeaders, UpdateUserBody, UserParams, UserResource } from './schemas.js'
+import { CREATE_RESPONSES, GET_RESPONSES, READ_RESPONSES, UPDATE_RESPONSES } from './responses.js'
+import { CreateUserBody, EmptyBody, IdempotencyHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
 import { validationProblem, validatorCompiler } from './validation.js'
 
 declare module 'fastify' {
@@ -37,9 +38,7 @@ const BEARER = /^bearer +([\x21-\x7e]+) *$/i
 const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/
 const INVALID = new ValidationError([]).message
 
-const ERROR_RESPONSES = {
-  400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 415: ErrorBody, 429: ErrorBody, 503: ErrorBody
-}
+const SECURITY = [{ apiKey: [] }]
 
 function userResource (message: string, user: UserProfile) {
   return {
@@ -147,7 +146,16 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   }
 
   fastify.post('/users', {
-    schema: { headers: IdempotencyHeaders, body: CreateUserBody, response: { 201: UserResource, ...ERROR_RESPONSES, 422: ErrorBody } },
+    schema: {
+      operationId: 'createUser',
+      summary: 'Create a user',
+      description: 'Creates a user of the caller\'s app. `user_id` defaults to the generated `klaim_id`; `metadata` is applied as a merge patch onto `{}`.',
+      tags: ['users'],
+      security: SECURITY,
+      headers: IdempotencyHeaders,
+      body: CreateUserBody,
+      response: CREATE_RESPONSES
+    },
     preValidation: pathThenHeaders
   }, async (request, reply) => {
     const { user_id: snake, userId: camel, ...fields } = request.body
@@ -168,15 +176,29 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   }
   const sendRead = (reply: FastifyReply, user: UserProfile): FastifyReply =>
     reply.header('etag', user.etag).send(userResource('fetch resource successfully', user))
-  fastify.get('/users/:user_id', { schema: { params: UserParams, response: { 200: UserResource, ...ERROR_RESPONSES } } }, async (request, reply) =>
+  const readSchema = { tags: ['users'], security: SECURITY, params: UserParams, response: READ_RESPONSES }
+  fastify.get('/users/:user_id', { schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user' } }, async (request, reply) =>
     sendRead(reply, await read(request.appId, undefined, request.params.user_id)))
-  fastify.post('/users/:user_id', { schema: { params: UserParams, body: EmptyBody, response: { 200: UserResource, ...ERROR_RESPONSES } } }, async (request, reply) =>
+  fastify.post('/users/:user_id', {
+    schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent or `{}`.', body: EmptyBody }
+  }, async (request, reply) =>
     sendRead(reply, await read(request.appId, request.body, request.params.user_id)))
 
   fastify.route({
     method: ['PUT', 'PATCH'],
     url: '/users/:user_id',
-    schema: { params: UserParams, headers: UpdateHeaders, body: UpdateUserBody, response: { 200: UserResource, ...ERROR_RESPONSES, 412: ErrorBody, 422: ErrorBody } },
+    schema: {
+      operationId: 'updateUserProfile',
+      summary: 'Update User Profile',
+      description: 'Changes any of `name`, `email`, `user_id` (a rename) and `metadata` (a JSON Merge Patch, RFC 7396) together or not at all. `{}` changes nothing. PATCH behaves identically.',
+      tags: ['users'],
+      security: SECURITY,
+      consumes: ['application/json', 'application/merge-patch+json'],
+      params: UserParams,
+      headers: UpdateHeaders,
+      body: UpdateUserBody,
+      response: UPDATE_RESPONSES
+    },
     preValidation: pathThenHeaders,
     handler: async (request, reply) => {
       const { user_id: newUserId, ...changes } = request.body

@@ -1,0 +1,51 @@
+import type { FastifyInstance } from 'fastify'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type pg from 'pg'
+import { HttpProblem, MESSAGES } from './problems.js'
+
+export interface MetricsOptions {
+  /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
+  token?: string
+  /** The PostgreSQL pool, for its gauges. */
+  pool?: pg.Pool
+}
+
+/**
+ * Prometheus metrics at `GET /metrics`: requests and their durations by method, route pattern
+ * and status, process metrics, and the PostgreSQL pool's connections.
+ */
+export function registerMetrics (app: FastifyInstance, options: MetricsOptions): void {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const labelNames = ['method', 'route', 'status'] as const
+  const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests answered', labelNames, registers: [registry] })
+  const duration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Time to answer an HTTP request',
+    labelNames,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry]
+  })
+  const { pool } = options
+  if (pool !== undefined) {
+    const gauge = (name: string, help: string, read: () => number): void => {
+      const g = new Gauge({ name, help, registers: [registry], collect () { g.set(read()) } })
+    }
+    gauge('db_pool_connections', 'Connections open in the PostgreSQL pool', () => pool.totalCount)
+    gauge('db_pool_idle_connections', 'Idle connections in the PostgreSQL pool', () => pool.idleCount)
+    gauge('db_pool_waiting_requests', 'Queries waiting for a pooled connection', () => pool.waitingCount)
+  }
+
+  app.addHook('onResponse', async (request, reply) => {
+    const labels = { method: request.method, route: request.routeOptions.url ?? '(no route)', status: String(reply.statusCode) }
+    requests.inc(labels)
+    duration.observe(labels, reply.elapsedTime / 1000)
+  })
+
+  app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+    if (options.token !== undefined && request.headers.authorization !== `Bearer ${options.token}`) {
+      throw new HttpProblem(401, 'unauthorized', MESSAGES.unauthorized, { 'www-authenticate': 'Bearer' })
+    }
+    return await reply.type(registry.contentType).send(await registry.metrics())
+  })
+}

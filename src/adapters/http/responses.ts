@@ -1,0 +1,46 @@
+import { errorResponse, userResponse } from './schemas.js'
+
+// Every status a /users route can answer, with the contract's messages as examples.
+const invalid = errorResponse('The body, path or a header is invalid; `errors` names every offending field of the first failing part.',
+  { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/email', message: 'must be an email address: 3 to 254 characters, one @ after a non-empty local part, a dot inside the domain, no white space or control characters' }] },
+  { message: 'The request body is not valid JSON.', code: 'invalid_json' })
+
+export const COMMON_RESPONSES = {
+  400: invalid,
+  401: errorResponse('Missing, malformed, unknown or revoked API key (with `WWW-Authenticate: Bearer`).', { message: 'Missing or invalid API key.', code: 'unauthorized' }),
+  404: errorResponse('No user with that user_id in the caller\'s app.', { message: 'Can not find user with the given user_id.', code: 'user_not_found' }),
+  413: errorResponse('The body is over 65536 bytes.', { message: 'The request body is larger than 65536 bytes.', code: 'payload_too_large' }),
+  415: errorResponse('The body is not JSON.', { message: 'The request body must be application/json (or application/merge-patch+json on PUT and PATCH).', code: 'unsupported_media_type' }),
+  429: errorResponse('Too many requests for this API key (or failed authentications from this IP); see `Retry-After`.', { message: 'Too many requests. Retry after the number of seconds in Retry-After.', code: 'rate_limited' }),
+  503: errorResponse('The database is unavailable.', { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' })
+}
+
+const conflict = errorResponse('The user_id or email belongs to another user of the app (user_id is reported first), or a request with this Idempotency-Key is still running.',
+  { message: 'User ID already exists', code: 'user_id_taken' },
+  { message: 'Email already exists', code: 'email_taken' },
+  { message: 'A request with this Idempotency-Key is still in progress.', code: 'idempotency_in_progress' })
+
+const reused = errorResponse('This Idempotency-Key was used with a different request.', { message: 'This Idempotency-Key was already used with a different request.', code: 'idempotency_key_reused' })
+
+const { 404: _notFound, ...WITHOUT_404 } = COMMON_RESPONSES
+const { 413: _tooLarge, 415: _mediaType, ...WITHOUT_BODY } = COMMON_RESPONSES
+
+export const GET_RESPONSES = { 200: userResponse('The user.'), ...WITHOUT_BODY }
+export const READ_RESPONSES = { 200: userResponse('The user.'), ...COMMON_RESPONSES }
+
+export const CREATE_RESPONSES = {
+  201: userResponse('Created. `Location` names the user; `ETag` is its version.'),
+  ...WITHOUT_404,
+  400: errorResponse('`email` is missing (message "missing required fields"), or a field is invalid.',
+    { message: 'missing required fields', code: 'validation_failed', errors: [{ path: '/email', message: 'is required' }] }),
+  409: conflict,
+  422: reused
+}
+
+export const UPDATE_RESPONSES = {
+  200: userResponse('Updated, or nothing to change. `ETag` is the new version.'),
+  ...COMMON_RESPONSES,
+  409: conflict,
+  412: errorResponse('`If-Match` matches no current ETag; nothing changed.', { message: 'The user was modified since it was read.', code: 'precondition_failed' }),
+  422: reused
+}
