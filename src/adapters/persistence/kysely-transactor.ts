@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely'
+import { CompiledQuery, type Kysely } from 'kysely'
 import type { Transactor, UnitOfWork } from '../../application/ports.js'
 import { isRetryable } from './database-errors.js'
 import { kyselyIdempotencyStore } from './kysely-idempotency-store.js'
@@ -6,6 +6,9 @@ import { kyselyUserRepository, type UserQueries } from './kysely-user-repository
 import type { DatabaseSchema, DialectName } from './schema.js'
 
 const MAX_ATTEMPTS = 10
+const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate')
+const COMMIT = CompiledQuery.raw('commit')
+const ROLLBACK = CompiledQuery.raw('rollback')
 
 function unitOfWork (db: Kysely<DatabaseSchema>, queries: UserQueries): UnitOfWork {
   return { users: kyselyUserRepository(db, queries, true), idempotency: kyselyIdempotencyStore(db) }
@@ -21,14 +24,14 @@ export function kyselyTransactor (db: Kysely<DatabaseSchema>, dialect: DialectNa
   async function once<T> (work: (uow: UnitOfWork) => Promise<T>): Promise<T> {
     if (dialect === 'postgres') return await db.transaction().execute(async (trx) => await work(unitOfWork(trx, queries)))
     return await db.connection().execute(async (conn) => {
-      await sql`begin immediate`.execute(conn)
+      await conn.executeQuery(BEGIN_IMMEDIATE)
       try {
         const result = await work(unitOfWork(conn, queries))
-        await sql`commit`.execute(conn)
+        await conn.executeQuery(COMMIT)
         return result
       } catch (error) {
         // A failed statement can have ended the transaction already; the first error is the one to report.
-        await sql`rollback`.execute(conn).catch(() => {})
+        await conn.executeQuery(ROLLBACK).catch(() => {})
         throw error
       }
     })

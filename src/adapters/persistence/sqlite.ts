@@ -1,30 +1,92 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import BetterSqlite3 from 'better-sqlite3'
-import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely'
+import {
+  CompiledQuery, Kysely, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler,
+  type DatabaseConnection, type Dialect, type Driver, type QueryResult
+} from 'kysely'
 import type { DatabaseSchema } from './schema.js'
 
 export type SqliteSynchronous = 'NORMAL' | 'FULL'
 
 const STATEMENT_CACHE_SIZE = 256
 
-/**
- * Kysely prepares every statement afresh on better-sqlite3; a prepared statement is reusable,
- * and Kysely runs one query at a time on its single connection, so cache them by SQL text.
- */
-function withStatementCache (db: BetterSqlite3.Database): SqliteDatabase {
-  const cache = new Map<string, SqliteStatement>()
-  return {
-    close: () => { cache.clear(); db.close() },
-    prepare (sql: string) {
-      let statement = cache.get(sql)
-      if (statement === undefined) {
-        if (cache.size >= STATEMENT_CACHE_SIZE) cache.clear()
-        statement = db.prepare(sql) as unknown as SqliteStatement
-        cache.set(sql, statement)
-      }
-      return statement
+/** better-sqlite3 behind Kysely, reusing prepared statements (Kysely's own driver prepares every query afresh). */
+class SqliteConnection implements DatabaseConnection {
+  readonly #db: BetterSqlite3.Database
+  readonly #statements = new Map<string, BetterSqlite3.Statement>()
+
+  constructor (db: BetterSqlite3.Database) {
+    this.#db = db
+  }
+
+  #prepare (sql: string): BetterSqlite3.Statement {
+    let statement = this.#statements.get(sql)
+    if (statement === undefined) {
+      if (this.#statements.size >= STATEMENT_CACHE_SIZE) this.#statements.clear()
+      statement = this.#db.prepare(sql)
+      this.#statements.set(sql, statement)
     }
+    return statement
+  }
+
+  async executeQuery<R> ({ sql, parameters }: CompiledQuery): Promise<QueryResult<R>> {
+    const statement = this.#prepare(sql)
+    if (statement.reader) return { rows: statement.all(parameters) as R[] }
+    const { changes, lastInsertRowid } = statement.run(parameters)
+    return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] }
+  }
+
+  async * streamQuery<R> ({ sql, parameters, query }: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
+    if (!SelectQueryNode.is(query)) throw new Error('SQLite streams only select queries')
+    for (const row of this.#prepare(sql).iterate(parameters)) yield { rows: [row as R] }
+  }
+}
+
+/**
+ * SQLite has one connection, so queries take turns. Kysely's own driver wakes every waiter at
+ * each release (all but one go back to sleep): with 50 requests in flight that cost more than
+ * the queries. Here waiters queue, and a release hands the connection to the next one only.
+ */
+class SqliteDriver implements Driver {
+  readonly #connection: SqliteConnection
+  readonly #db: BetterSqlite3.Database
+  readonly #waiting: Array<() => void> = []
+  #busy = false
+
+  constructor (db: BetterSqlite3.Database) {
+    this.#db = db
+    this.#connection = new SqliteConnection(db)
+  }
+
+  async init (): Promise<void> {}
+
+  async acquireConnection (): Promise<DatabaseConnection> {
+    if (this.#busy) await new Promise<void>((resolve) => this.#waiting.push(resolve))
+    this.#busy = true
+    return this.#connection
+  }
+
+  async releaseConnection (): Promise<void> {
+    const next = this.#waiting.shift()
+    if (next === undefined) this.#busy = false
+    else next()
+  }
+
+  async beginTransaction (connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin'))
+  }
+
+  async commitTransaction (connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('commit'))
+  }
+
+  async rollbackTransaction (connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('rollback'))
+  }
+
+  async destroy (): Promise<void> {
+    this.#db.close()
   }
 }
 
@@ -40,5 +102,11 @@ export function openSqlite (filename: string, synchronous: SqliteSynchronous): K
   db.pragma('foreign_keys = ON')
   // Other processes on the same file wait for the write lock instead of failing at once.
   db.pragma('busy_timeout = 5000')
-  return new Kysely<DatabaseSchema>({ dialect: new SqliteDialect({ database: withStatementCache(db) }) })
+  const dialect: Dialect = {
+    createAdapter: () => new SqliteAdapter(),
+    createDriver: () => new SqliteDriver(db),
+    createQueryCompiler: () => new SqliteQueryCompiler(),
+    createIntrospector: (kysely) => new SqliteIntrospector(kysely)
+  }
+  return new Kysely<DatabaseSchema>({ dialect })
 }
