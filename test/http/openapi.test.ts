@@ -4,6 +4,7 @@ import { Validator } from '@seriousme/openapi-schema-validator'
 import t, { type Test } from 'tap'
 import { buildHttpApp } from '../../src/adapters/http/app.js'
 import { openUsersService } from '../../src/users-service.js'
+import { databases } from '../helpers/databases.js'
 
 const committed = JSON.parse(readFileSync(resolve(import.meta.dirname, '..', '..', 'openapi.json'), 'utf8'))
 
@@ -69,3 +70,17 @@ t.test('/metrics shows the request just made; it can be protected or turned off'
   const off = await app(t, { metrics: false })
   t.equal((await off.http.inject({ method: 'GET', url: '/metrics' })).statusCode, 404)
 })
+
+const postgres = databases.find((db) => db.dialect === 'postgres')
+if (postgres !== undefined) {
+  t.test('/metrics shows the PostgreSQL pool', async (t) => {
+    const service = await openUsersService({ databaseUrl: await postgres.fresh(t), poolMax: 4 })
+    const http = await buildHttpApp({ service, metrics: { pool: service.pool } })
+    t.teardown(async () => { await http.close(); await service.close() })
+    await http.inject({ method: 'GET', url: '/ready' })
+    const body = (await http.inject({ method: 'GET', url: '/metrics' })).body
+    t.match(body, /^db_pool_connections [1-4]$/m)
+    t.match(body, /^db_pool_idle_connections \d+$/m)
+    t.match(body, /^db_pool_waiting_requests 0$/m)
+  })
+}
