@@ -74,6 +74,13 @@ export interface Transactor {
    * when the database aborts it for a deadlock or a serialisation failure.
    */
   transaction<T>(work: (uow: UnitOfWork) => Promise<T>): Promise<T>
+  /**
+   * Runs `work` without a transaction: reads take no lock, so `work` must make at most one
+   * write, guarded by the version it read (`UserRepository.update` is). When another writer
+   * got there first the write is refused and `work` runs again on fresh data, until it wins:
+   * a compare-and-swap, with fewer round trips than a transaction.
+   */
+  optimistic<T>(work: (uow: UnitOfWork) => Promise<T>): Promise<T>
 }
 
 export interface App {

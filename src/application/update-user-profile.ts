@@ -31,7 +31,8 @@ function checkIfMatch (value: string | undefined): IfMatch | undefined {
 
 /**
  * Update User Profile: applies `changes` to the user atomically against the stored row (the
- * metadata merge never works on a stale copy). Pass `uow` to run inside a caller's transaction.
+ * metadata merge never works on a stale copy: the write is refused if the row changed since it
+ * was read, and the update runs again). Pass `uow` to run inside a caller's transaction.
  *
  * Throws, in this order: `ValidationError` (bad input), `UserNotFoundError`,
  * `PreconditionFailedError` (`ifMatch` matches no current tag), `ValidationError` (merged
@@ -54,6 +55,7 @@ export function updateUserProfile ({ transactor, clock }: { transactor: Transact
       await users.update(next, current)
       return toProfile(next)
     }
-    return uow === undefined ? await transactor.transaction(work) : await work(uow)
+    // One guarded UPDATE is the only write, so a compare-and-swap suffices outside a caller's transaction.
+    return uow === undefined ? await transactor.optimistic(work) : await work(uow)
   }
 }

@@ -6,12 +6,24 @@ import { kyselyUserRepository, type UserQueries } from './kysely-user-repository
 import type { DatabaseSchema, DialectName } from './schema.js'
 
 const MAX_ATTEMPTS = 10
+// Each round of a compare-and-swap race has a winner, so n racers need at most n rounds.
+const MAX_OPTIMISTIC_ATTEMPTS = 200
 const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate')
 const COMMIT = CompiledQuery.raw('commit')
 const ROLLBACK = CompiledQuery.raw('rollback')
 
-function unitOfWork (db: Kysely<DatabaseSchema>, queries: UserQueries): UnitOfWork {
-  return { users: kyselyUserRepository(db, queries, true), idempotency: kyselyIdempotencyStore(db) }
+function unitOfWork (db: Kysely<DatabaseSchema>, queries: UserQueries, lockReads: boolean): UnitOfWork {
+  return { users: kyselyUserRepository(db, queries, lockReads), idempotency: kyselyIdempotencyStore(db) }
+}
+
+async function retried<T> (attempts: number, run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run()
+    } catch (error) {
+      if (!isRetryable(error) || attempt === attempts) throw error
+    }
+  }
 }
 
 /**
@@ -22,11 +34,11 @@ function unitOfWork (db: Kysely<DatabaseSchema>, queries: UserQueries): UnitOfWo
  */
 export function kyselyTransactor (db: Kysely<DatabaseSchema>, dialect: DialectName, queries: UserQueries): Transactor {
   async function once<T> (work: (uow: UnitOfWork) => Promise<T>): Promise<T> {
-    if (dialect === 'postgres') return await db.transaction().execute(async (trx) => await work(unitOfWork(trx, queries)))
+    if (dialect === 'postgres') return await db.transaction().execute(async (trx) => await work(unitOfWork(trx, queries, true)))
     return await db.connection().execute(async (conn) => {
       await conn.executeQuery(BEGIN_IMMEDIATE)
       try {
-        const result = await work(unitOfWork(conn, queries))
+        const result = await work(unitOfWork(conn, queries, true))
         await conn.executeQuery(COMMIT)
         return result
       } catch (error) {
@@ -37,15 +49,9 @@ export function kyselyTransactor (db: Kysely<DatabaseSchema>, dialect: DialectNa
     })
   }
 
+  const outside = unitOfWork(db, queries, false)
   return {
-    async transaction (work) {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await once(work)
-        } catch (error) {
-          if (!isRetryable(error) || attempt === MAX_ATTEMPTS) throw error
-        }
-      }
-    }
+    transaction: async (work) => await retried(MAX_ATTEMPTS, async () => await once(work)),
+    optimistic: async (work) => await retried(MAX_OPTIMISTIC_ATTEMPTS, async () => await work(outside))
   }
 }
