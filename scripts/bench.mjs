@@ -6,10 +6,9 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
-import { createServer } from 'node:net'
 import autocannon from 'autocannon'
 import pg from 'pg'
-import { findPostgresBin, startCluster } from './pg-cluster.mjs'
+import { findPostgresBin, freePort, startCluster } from './pg-cluster.mjs'
 import { seed } from './bench-seed.mjs'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -23,14 +22,6 @@ const LARGE = Number(process.env.BENCH_LARGE_USERS ?? 1_000_000)
 const work = mkdtempSync(join(tmpdir(), 'klaim-bench-'))
 const children = []
 let cluster
-
-async function freePort () {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => { const { port } = server.address(); server.close(() => resolve(port)) })
-  })
-}
 
 async function startServer (script, env) {
   const port = await freePort()

@@ -11,3 +11,4 @@ export interface Cluster {
 }
 export function findPostgresBin (): string | undefined
 export function startCluster (options?: { bin?: string, log?: (line: string) => void }): Promise<Cluster>
+export function freePort (): Promise<number>

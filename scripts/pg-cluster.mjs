@@ -13,7 +13,8 @@ export function findPostgresBin () {
   return versions.length === 0 ? undefined : join(root, versions[0], 'bin')
 }
 
-async function freePort () {
+/** A free TCP port on the loopback interface. */
+export async function freePort () {
   return await new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)

@@ -26,7 +26,6 @@ export async function openUsersService (options: UsersServiceOptions) {
     location: persistence.location,
     /** The pg pool on PostgreSQL (for its gauges), else undefined. */
     pool: persistence.pool,
-    transactor,
     createUser: createUser({ transactor, clock, ids }),
     getUser: getUser({ users }),
     updateUserProfile: updateUserProfile({ transactor, clock }),

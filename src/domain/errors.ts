@@ -9,11 +9,13 @@ export abstract class UsersError extends Error {
   abstract readonly code: string
 }
 
+export const INVALID_REQUEST = 'The request is invalid.'
+
 export class ValidationError extends UsersError {
   readonly code = 'validation_failed'
   readonly errors: FieldError[]
 
-  constructor (errors: FieldError[], message = 'The request is invalid.') {
+  constructor (errors: FieldError[], message = INVALID_REQUEST) {
     super(message)
     this.name = 'ValidationError'
     this.errors = errors

@@ -1,12 +1,7 @@
 import t from 'tap'
 import { eachDatabase } from '../helpers/databases.js'
+import { tally } from '../helpers/users.js'
 import { freshClient } from '../helpers/fixtures.js'
-
-function tally (statuses: number[]): Record<number, number> {
-  const counts: Record<number, number> = {}
-  for (const s of statuses) counts[s] = (counts[s] ?? 0) + 1
-  return counts
-}
 
 // Requests are started together and race inside the service; the database alone decides.
 eachDatabase(t, (t, db) => {

@@ -2,13 +2,8 @@ import t from 'tap'
 import { buildHttpApp } from '../../src/adapters/http/app.js'
 import { openUsersService } from '../../src/users-service.js'
 import { eachDatabase } from '../helpers/databases.js'
+import { tally } from '../helpers/users.js'
 import { clientFor, type TestClient } from '../helpers/fixtures.js'
-
-function tally (statuses: number[]): Record<number, number> {
-  const counts: Record<number, number> = {}
-  for (const s of statuses) counts[s] = (counts[s] ?? 0) + 1
-  return counts
-}
 
 // Two servers, each with its own connections (a pool on PostgreSQL, a connection to the same
 // file on SQLite), on one database: what one process guarantees must hold across processes.

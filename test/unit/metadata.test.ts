@@ -2,21 +2,10 @@ import t from 'tap'
 import { ValidationError } from '../../src/domain/errors.js'
 import { applyMetadata, jsonEqual, mergePatch, METADATA_MESSAGES } from '../../src/domain/metadata.js'
 import { applyProfileChanges, parseProfileChanges } from '../../src/domain/profile-rules.js'
-import type { JsonObject, User } from '../../src/domain/user.js'
+import type { JsonObject } from '../../src/domain/user.js'
+import { sampleUser } from '../helpers/users.js'
 
-const base: User = {
-  appId: 'app',
-  klaimId: '1_abcde',
-  userId: 'ada',
-  email: 'ada@example.com',
-  name: null,
-  metadata: {},
-  creditBalance: 0,
-  acquisitionSource: 'api',
-  createdAt: 1,
-  updatedAt: 1,
-  version: 1
-}
+const base = sampleUser()
 
 function limitErrors (stored: JsonObject, patch: JsonObject | null): string[] {
   const errors: Array<{ path: string, message: string }> = []

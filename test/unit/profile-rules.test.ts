@@ -1,21 +1,10 @@
 import t from 'tap'
 import { ValidationError } from '../../src/domain/errors.js'
 import { applyProfileChanges, FIELD_MESSAGES, parseNewUser, parseProfileChanges } from '../../src/domain/profile-rules.js'
-import { emailKey, type User } from '../../src/domain/user.js'
+import { emailKey } from '../../src/domain/user.js'
+import { sampleUser } from '../helpers/users.js'
 
-const user: User = {
-  appId: 'app',
-  klaimId: '1_abcde',
-  userId: 'ada',
-  email: 'ada@example.com',
-  name: 'Ada',
-  metadata: { plan: 'free' },
-  creditBalance: 0,
-  acquisitionSource: 'api',
-  createdAt: 1,
-  updatedAt: 1,
-  version: 1
-}
+const user = sampleUser({ name: 'Ada', metadata: { plan: 'free' } })
 
 function errorsOf (fn: () => unknown): Array<{ path: string, message: string }> {
   try {

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { HttpProblem, MESSAGES } from './problems.js'
+import { HttpProblem, invalidRequest, MESSAGES } from './problems.js'
 
 const JSON_TYPES = ['application/json', 'application/merge-patch+json']
 export const BODY_LIMIT = 64 * 1024
@@ -24,7 +24,7 @@ export function registerJsonBody (fastify: FastifyInstance): void {
       return
     }
     if (body === '') {
-      done(new HttpProblem(400, 'validation_failed', 'The request is invalid.', {}, [{ path: '', message: 'must be a JSON object' }]), undefined)
+      done(invalidRequest([{ path: '', message: 'must be a JSON object' }]), undefined)
       return
     }
     try {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type pg from 'pg'
-import { HttpProblem, MESSAGES } from './problems.js'
+import { unauthorized } from './problems.js'
 
 export interface MetricsOptions {
   /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
@@ -44,7 +44,7 @@ export function registerMetrics (app: FastifyInstance, options: MetricsOptions):
 
   app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
     if (options.token !== undefined && request.headers.authorization !== `Bearer ${options.token}`) {
-      throw new HttpProblem(401, 'unauthorized', MESSAGES.unauthorized, { 'www-authenticate': 'Bearer' })
+      throw unauthorized()
     }
     return await reply.type(registry.contentType).send(await registry.metrics())
   })

@@ -1,5 +1,5 @@
 import type { FastifyError } from 'fastify'
-import { UsersError, type DomainErrorCode, type FieldError } from '../../domain/errors.js'
+import { INVALID_REQUEST, UsersError, type DomainErrorCode, type FieldError } from '../../domain/errors.js'
 import { isUnavailable } from '../persistence/database-errors.js'
 
 /** An error answered as is: status, stable code, message, and any headers it needs. */
@@ -39,6 +39,10 @@ export const MESSAGES = {
   internal: 'Internal server error'
 } as const
 
+/** A 400 `validation_failed` listing the offending fields. */
+export const invalidRequest = (errors: FieldError[], message: string = INVALID_REQUEST): HttpProblem =>
+  new HttpProblem(400, 'validation_failed', message, {}, errors)
+
 export const unauthorized = (): HttpProblem =>
   new HttpProblem(401, 'unauthorized', MESSAGES.unauthorized, { 'www-authenticate': 'Bearer' })
 
@@ -50,7 +54,7 @@ export function toProblem (error: unknown): HttpProblem {
     const errors = (error as { errors?: FieldError[] }).errors
     return new HttpProblem(DOMAIN_STATUS[code], code, error.message, {}, errors)
   }
-  if (isUnavailable(error) || (error as Error | null)?.name === 'DatabaseUnavailableError') {
+  if (isUnavailable(error)) {
     return new HttpProblem(503, 'unavailable', MESSAGES.unavailable)
   }
   const fastifyError = error as Partial<FastifyError>

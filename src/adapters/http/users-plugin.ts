@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import rateLimit from '@fastify/rate-limit'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { UsersError, ValidationError } from '../../domain/errors.js'
+import { UsersError, type FieldError } from '../../domain/errors.js'
 import { parseIfMatch } from '../../domain/if-match.js'
 import type { UserProfile } from '../../domain/user.js'
 import type { StoredResponse, UnitOfWork } from '../../application/ports.js'
@@ -10,7 +10,7 @@ import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
 import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
 import { registerJsonBody } from './json-body.js'
-import { HttpProblem, problemBody, toProblem, unauthorized } from './problems.js'
+import { HttpProblem, invalidRequest, problemBody, toProblem, unauthorized } from './problems.js'
 import { CREATE_RESPONSES, GET_RESPONSES, READ_RESPONSES, UPDATE_RESPONSES } from './responses.js'
 import { CreateUserBody, EmptyBody, IdempotencyHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
 import { validationProblem, validatorCompiler } from './validation.js'
@@ -36,7 +36,6 @@ export interface UsersHttpOptions {
 
 const BEARER = /^bearer +([\x21-\x7e]+) *$/i
 const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/
-const INVALID = new ValidationError([]).message
 
 const SECURITY = [{ apiKey: [] }]
 
@@ -127,14 +126,14 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   async function pathThenHeaders (request: FastifyRequest): Promise<void> {
     const checkParams = request.getValidationFunction('params')
     if (checkParams !== undefined && !checkParams(request.params)) throw validationProblem('params', checkParams.errors ?? [])
-    const errors = []
+    const errors: FieldError[] = []
     const ifMatch = request.headers['if-match']
     if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
     const idempotencyKey = request.headers['idempotency-key']
     if (idempotencyKey !== undefined && !(typeof idempotencyKey === 'string' && IDEMPOTENCY_KEY.test(idempotencyKey))) {
       errors.push({ path: '/header/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' })
     }
-    if (errors.length > 0) throw new HttpProblem(400, 'validation_failed', INVALID, {}, errors)
+    if (errors.length > 0) throw invalidRequest(errors)
   }
 
   /** Runs a write, under its Idempotency-Key when the request has one. */
@@ -160,7 +159,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   }, async (request, reply) => {
     const { user_id: snake, userId: camel, ...fields } = request.body
     if (snake !== undefined && camel !== undefined && snake !== camel) {
-      throw new HttpProblem(400, 'validation_failed', INVALID, {}, [{ path: '/userId', message: 'must equal user_id when both are sent' }])
+      throw invalidRequest([{ path: '/userId', message: 'must equal user_id when both are sent' }])
     }
     return await write(request, reply, '/users', async (uow) => {
       const user = await service.createUser({ appId: request.appId, ...fields, userId: snake ?? camel }, uow)

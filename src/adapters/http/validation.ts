@@ -3,7 +3,7 @@ import type { FastifySchemaCompiler } from 'fastify'
 import type { FieldError } from '../../domain/errors.js'
 import { checkMetadataPatch, isPlainObject, pointer } from '../../domain/metadata.js'
 import { FIELD_MESSAGES, MISSING_REQUIRED_FIELDS } from '../../domain/profile-rules.js'
-import { HttpProblem } from './problems.js'
+import { invalidRequest, type HttpProblem } from './problems.js'
 
 // No coercion ({"name": 42} is a 400), nothing stripped (unknown fields are named), every error listed.
 const ajv = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: true, strict: false })
@@ -47,5 +47,6 @@ export function validationProblem (part: RequestPart, errors: ErrorObject[], bod
     for (const e of metadataErrors) if (!byPath.has(e.path)) byPath.set(e.path, e)
   }
   const missing = errors.some((e) => e.keyword === 'required' && part === 'body')
-  return new HttpProblem(400, 'validation_failed', missing ? MISSING_REQUIRED_FIELDS : 'The request is invalid.', {}, [...byPath.values()].slice(0, 100))
+  const listed = [...byPath.values()].slice(0, 100)
+  return missing ? invalidRequest(listed, MISSING_REQUIRED_FIELDS) : invalidRequest(listed)
 }

@@ -26,14 +26,6 @@ export function isRetryable (error: unknown): boolean {
   return typeof code === 'string' && (RETRYABLE_POSTGRES.has(code) || code === 'SQLITE_BUSY')
 }
 
-/** The database is unreachable or refusing connections: a 503, not a 500. */
-export class DatabaseUnavailableError extends Error {
-  constructor (cause: unknown) {
-    super('The database is unavailable.', { cause })
-    this.name = 'DatabaseUnavailableError'
-  }
-}
-
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EHOSTUNREACH', 'EAI_AGAIN',
   '57P01', '57P02', '57P03', // admin_shutdown, crash_shutdown, cannot_connect_now
@@ -41,6 +33,7 @@ const UNAVAILABLE_CODES = new Set([
   '08000', '08001', '08003', '08004', '08006' // connection exceptions
 ])
 
+/** The database is unreachable or refusing connections: a 503, not a 500. */
 export function isUnavailable (error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false
   const { code, message } = error as { code?: unknown, message?: unknown }

@@ -119,8 +119,15 @@ export function kyselyUserRepository (db: Kysely<DatabaseSchema>, queries: UserQ
 
     async update (next, previous) {
       const row = userToRow(next)
-      const before = userToRow(previous)
-      const columns = MUTABLE.filter((c) => row[c] !== before[c])
+      const changed: Record<Mutable, boolean> = {
+        user_id: next.userId !== previous.userId,
+        email: next.email !== previous.email,
+        email_key: row.email_key !== emailKey(previous.email),
+        name: next.name !== previous.name,
+        // The domain keeps the stored object unless a metadata patch was applied.
+        metadata: next.metadata !== previous.metadata
+      }
+      const columns = MUTABLE.filter((c) => changed[c])
       const parameters: unknown[] = columns.map((c) => row[c])
       parameters.push(next.updatedAt, next.version, next.klaimId, previous.version)
       let result
