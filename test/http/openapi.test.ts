@@ -44,6 +44,9 @@ t.test('every route documents every status of the contract, its headers and its 
   t.same(put.responses['404'].content['application/json'].example, { message: 'Can not find user with the given user_id.', code: 'user_not_found' })
   t.same(put.responses['412'].content['application/json'].example, { message: 'The user was modified since it was read.', code: 'precondition_failed' })
   t.match(JSON.stringify(put.responses['409'].content['application/json']), /user_id_taken.*email_taken.*idempotency_in_progress/)
+  t.same(Object.keys(put.responses['200'].headers), ['etag', 'idempotent-replayed', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'])
+  t.same(Object.keys(put.responses['429'].headers), ['retry-after'])
+  t.ok(paths['/users'].post.responses['201'].headers.location)
   t.same(committed.components.securitySchemes.apiKey, { type: 'http', scheme: 'bearer', description: committed.components.securitySchemes.apiKey.description })
 })
 

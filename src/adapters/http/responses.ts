@@ -1,3 +1,4 @@
+import { Type } from '@sinclair/typebox'
 import { errorResponse, userResponse } from './schemas.js'
 
 // Every status a /users route can answer, with the contract's messages as examples.
@@ -11,7 +12,11 @@ export const COMMON_RESPONSES = {
   404: errorResponse('No user with that user_id in the caller\'s app.', { message: 'Can not find user with the given user_id.', code: 'user_not_found' }),
   413: errorResponse('The body is over 65536 bytes.', { message: 'The request body is larger than 65536 bytes.', code: 'payload_too_large' }),
   415: errorResponse('The body is not JSON.', { message: 'The request body must be application/json (or application/merge-patch+json on PUT and PATCH).', code: 'unsupported_media_type' }),
-  429: errorResponse('Too many requests for this API key (or failed authentications from this IP); see `Retry-After`.', { message: 'Too many requests. Retry after the number of seconds in Retry-After.', code: 'rate_limited' }),
+  429: Type.Object(errorResponse('').properties, {
+    description: 'Too many requests for this API key (or failed authentications from this IP).',
+    examples: [{ message: 'Too many requests. Retry after the number of seconds in Retry-After.', code: 'rate_limited' }],
+    headers: { 'retry-after': { type: 'string', description: 'Seconds to wait before retrying.' } }
+  }),
   503: errorResponse('The database is unavailable.', { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' })
 }
 
@@ -29,7 +34,7 @@ export const GET_RESPONSES = { 200: userResponse('The user.'), ...WITHOUT_BODY }
 export const READ_RESPONSES = { 200: userResponse('The user.'), ...COMMON_RESPONSES }
 
 export const CREATE_RESPONSES = {
-  201: userResponse('Created. `Location` names the user; `ETag` is its version.'),
+  201: userResponse('Created. `Location` names the user; `ETag` is its version.', ['location', 'idempotent-replayed']),
   ...WITHOUT_404,
   400: errorResponse('`email` is missing (message "missing required fields"), or a field is invalid.',
     { message: 'missing required fields', code: 'validation_failed', errors: [{ path: '/email', message: 'is required' }] }),
@@ -38,7 +43,7 @@ export const CREATE_RESPONSES = {
 }
 
 export const UPDATE_RESPONSES = {
-  200: userResponse('Updated, or nothing to change. `ETag` is the new version.'),
+  200: userResponse('Updated, or nothing to change. `ETag` is the new version.', ['idempotent-replayed']),
   ...COMMON_RESPONSES,
   409: conflict,
   412: errorResponse('`If-Match` matches no current ETag; nothing changed.', { message: 'The user was modified since it was read.', code: 'precondition_failed' }),

@@ -68,8 +68,21 @@ const USER_EXAMPLE = {
   updated_at: 1753306133860
 }
 
-/** The user resource, described for one status. */
-export const userResponse = (description: string) => Type.Object(USER_FIELDS, { description, examples: [USER_EXAMPLE] })
+const HEADER = {
+  etag: { type: 'string', description: 'The user\'s version, a strong validator for `If-Match`: `"<klaim_id>.<version>"`.' },
+  location: { type: 'string', description: 'The user\'s URL, `/users/{user_id}` percent-encoded.' },
+  'idempotent-replayed': { type: 'string', description: '`true` when the response is the stored answer to an earlier request with the same Idempotency-Key.' },
+  'ratelimit-limit': { type: 'string', description: 'Requests allowed per minute for the API key.' },
+  'ratelimit-remaining': { type: 'string', description: 'Requests left in the current window.' },
+  'ratelimit-reset': { type: 'string', description: 'Seconds until the window resets.' }
+} as const
+
+/** The user resource, described for one status, with the response headers it comes with. */
+export const userResponse = (description: string, headers: Array<keyof typeof HEADER> = []) => Type.Object(USER_FIELDS, {
+  description,
+  examples: [USER_EXAMPLE],
+  headers: Object.fromEntries(['etag', ...headers, 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'].map((h) => [h, HEADER[h as keyof typeof HEADER]]))
+})
 
 const FieldErrors = Type.Array(Type.Object({
   path: Type.String({ description: 'JSON Pointer into the body, or /path/user_id, /header/<name>.' }),
