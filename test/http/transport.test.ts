@@ -81,10 +81,16 @@ eachDatabase(t, (t, db) => {
     t.not(long.headers['x-request-id'], 'x'.repeat(129))
   })
 
-  t.test('a malformed percent-encoding is a 400, not a 500', async (t) => {
+  t.test('a malformed percent-encoding or an overlong path is a 400, not a 500, with its request id', async (t) => {
     const client = await freshClient(t, db)
-    const res = await client.request({ method: 'GET', url: '/users/%E0%A4%A' })
+    const res = await client.request({ method: 'GET', url: '/users/%E0%A4%A', headers: { 'x-request-id': 'bad-url' } })
     t.equal(res.statusCode, 400)
-    t.equal(res.json().code, 'invalid_url')
+    t.same(res.json(), { message: 'The URL is not valid.', code: 'invalid_url' })
+    t.equal(res.headers['x-request-id'], 'bad-url')
+    t.equal(res.headers['content-type'], JSON_TYPE)
+    const long = await client.put('😀'.repeat(300), { name: 'x' })
+    t.equal(long.statusCode, 400)
+    t.same(long.json().errors, [{ path: '/path/user_id', message: 'must be a string of 1 to 255 characters, without control characters or leading or trailing white space' }])
+    t.match(long.headers['x-request-id'], /^[0-9a-f-]{36}$/)
   })
 })

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sendProblem } from './error-handler.js'
-import { HttpProblem, MESSAGES } from './problems.js'
+import { FIELD_MESSAGES } from '../../domain/profile-rules.js'
+import { HttpProblem, invalidRequest, MESSAGES } from './problems.js'
 import { registerMetrics, type MetricsOptions } from './metrics.js'
 import { registerOpenApi } from './openapi.js'
 import { HealthBody, errorResponse } from './schemas.js'
@@ -23,6 +24,12 @@ export interface HttpAppOptions {
 }
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+const FRAMEWORK_PROBLEMS: Record<string, () => HttpProblem> = {
+  FST_ERR_BAD_URL: () => new HttpProblem(400, 'invalid_url', MESSAGES.invalidUrl),
+  // Only /users/:user_id has a parameter, and 3072 characters exceed any valid encoded user_id.
+  FST_ERR_MAX_PARAM_LENGTH: () => invalidRequest([{ path: '/path/user_id', message: FIELD_MESSAGES.userId }])
+}
 
 /**
  * Pino settings that keep secrets and personal data out of the logs: no headers at all, and the
@@ -57,8 +64,10 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
       const sent = req.headers['x-request-id']
       return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) ? sent : randomUUID()
     },
+    // Raised before routing, so before the hooks: the request id is set here too.
     frameworkErrors: (error, request, reply) => {
-      sendProblem(error.code === 'FST_ERR_BAD_URL' ? new HttpProblem(400, 'invalid_url', MESSAGES.invalidUrl) : error, request, reply)
+      reply.header('x-request-id', request.id)
+      sendProblem(FRAMEWORK_PROBLEMS[error.code]?.() ?? error, request, reply)
     }
   })
 
