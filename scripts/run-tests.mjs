@@ -30,8 +30,18 @@ const stop = () => cluster?.kill()
 process.on('exit', stop)
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => { stop(); process.exit(130) })
 
-const tap = spawn(process.execPath, [join('node_modules', 'tap', 'dist', 'esm', 'run.mjs'), ...process.argv.slice(2)], { env, stdio: 'inherit' })
+const tap = spawn(process.execPath, [join('node_modules', 'tap', 'dist', 'esm', 'run.mjs'), ...process.argv.slice(2)], { env, stdio: ['inherit', 'pipe', 'inherit'] })
+// Pass tap's report through, keeping its summary line ("# { total: N, pass: N, fail: N }").
+let summary = ''
+let tail = ''
+tap.stdout.on('data', (chunk) => {
+  process.stdout.write(chunk)
+  const lines = (tail + chunk).split('\n')
+  tail = lines.pop() ?? ''
+  for (const line of lines) if (line.startsWith('# { total:')) summary = line
+})
 const code = await new Promise((resolve) => tap.once('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))))
+if (tail.startsWith('# { total:')) summary = tail
 await cluster?.stop()
 
 const counts = { sqlite: 0, postgres: 0 }
@@ -39,6 +49,8 @@ const file = env.TEST_COUNTS_FILE
 if (existsSync(file)) for (const line of readFileSync(file, 'utf8').split('\n')) if (line in counts) counts[line]++
 rmSync(countsDir, { recursive: true, force: true })
 console.log(`\nDatabase-backed tests run (one fresh database each): sqlite ${counts.sqlite}, postgres ${counts.postgres}`)
+const count = (name) => Number(new RegExp(`${name}: (\\d+)`).exec(summary)?.[1] ?? 0)
+console.log(`${count('pass')} passed, ${count('fail')} failed`)
 if (required && counts.postgres === 0) {
   console.error('REQUIRE_POSTGRES=1 but no test ran on PostgreSQL')
   process.exit(1)
