@@ -7,6 +7,11 @@ export interface FieldError {
 /** Base of every error the use cases throw on purpose; `code` is stable and public. */
 export abstract class UsersError extends Error {
   abstract readonly code: string
+
+  constructor (message: string) {
+    super(message)
+    this.name = new.target.name
+  }
 }
 
 export const INVALID_REQUEST = 'The request is invalid.'
@@ -17,7 +22,6 @@ export class ValidationError extends UsersError {
 
   constructor (errors: FieldError[], message = INVALID_REQUEST) {
     super(message)
-    this.name = 'ValidationError'
     this.errors = errors
   }
 }
@@ -27,7 +31,6 @@ export class UserNotFoundError extends UsersError {
 
   constructor () {
     super('Can not find user with the given user_id.')
-    this.name = 'UserNotFoundError'
   }
 }
 
@@ -36,7 +39,6 @@ export class UserIdTakenError extends UsersError {
 
   constructor () {
     super('User ID already exists')
-    this.name = 'UserIdTakenError'
   }
 }
 
@@ -45,7 +47,6 @@ export class EmailTakenError extends UsersError {
 
   constructor () {
     super('Email already exists')
-    this.name = 'EmailTakenError'
   }
 }
 
@@ -54,7 +55,6 @@ export class PreconditionFailedError extends UsersError {
 
   constructor () {
     super('The user was modified since it was read.')
-    this.name = 'PreconditionFailedError'
   }
 }
 
@@ -63,7 +63,6 @@ export class IdempotencyKeyReusedError extends UsersError {
 
   constructor () {
     super('This Idempotency-Key was already used with a different request.')
-    this.name = 'IdempotencyKeyReusedError'
   }
 }
 
@@ -72,7 +71,6 @@ export class IdempotencyInProgressError extends UsersError {
 
   constructor () {
     super('A request with this Idempotency-Key is still in progress.')
-    this.name = 'IdempotencyInProgressError'
   }
 }
 
