@@ -67,6 +67,12 @@ t.test('/metrics shows the request just made; it can be protected or turned off'
   t.match(metrics.headers['content-type'], /^text\/plain/)
   t.match(metrics.body, /http_requests_total\{method="GET",route="\/users\/:user_id",status="404"\} 1/)
   t.match(metrics.body, /http_request_duration_seconds_bucket\{le="0.1",method="GET",route="\/users\/:user_id",status="404"\} 1/)
+  await http.inject({ method: 'GET', url: '/users/nobody', headers: { authorization: `Bearer ${apiKey}` } })
+  await http.inject({ method: 'GET', url: '/users/nobody', headers: { authorization: 'Bearer klaim_sk_wrong' } })
+  const again = (await http.inject({ method: 'GET', url: '/metrics' })).body
+  t.match(again, /http_requests_total\{method="GET",route="\/users\/:user_id",status="404"\} 2/, 'each series counts on')
+  t.match(again, /http_request_duration_seconds_count\{method="GET",route="\/users\/:user_id",status="404"\} 2/)
+  t.match(again, /http_requests_total\{method="GET",route="\/users\/:user_id",status="401"\} 1/, 'a new status is a new series')
   const guarded = await app(t, { metrics: { token: 's3cret' } })
   t.equal((await guarded.http.inject({ method: 'GET', url: '/metrics' })).statusCode, 401)
   t.equal((await guarded.http.inject({ method: 'GET', url: '/metrics', headers: { authorization: 'Bearer s3cret' } })).statusCode, 200)
