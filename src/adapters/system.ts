@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
+import { hash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
 import type { Clock, IdSource, KeyMinter } from '../application/ports.js'
 
 export const systemClock: Clock = { now: () => Date.now() }
@@ -16,6 +16,7 @@ export const sha256Keys: KeyMinter = {
     const apiKey = KEY_PREFIX + randomBytes(32).toString('base64url')
     return { apiKey, keyHash: sha256Keys.hash(apiKey), prefix: apiKey.slice(0, KEY_PREFIX.length + 6) }
   },
-  hash: (apiKey) => createHash('sha256').update(apiKey).digest('hex'),
+  // One-shot: about twice as fast as createHash(), and it runs on every request.
+  hash: (apiKey) => hash('sha256', apiKey, 'hex'),
   same: (a, b) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b))
 }
