@@ -6,7 +6,8 @@ import { foreignKeyViolation, uniqueViolation } from './database-errors.js'
 import { prepare, type Prepared } from './prepared.js'
 import type { DatabaseSchema, DialectName, UsersTable } from './schema.js'
 
-type UserRow = Selectable<UsersTable>
+const USER_COLUMNS = ['app_id', 'klaim_id', 'user_id', 'email', 'name', 'metadata', 'credit_balance', 'acquisition_source', 'created_at', 'updated_at', 'version'] as const
+type UserRow = Pick<Selectable<UsersTable>, typeof USER_COLUMNS[number]>
 
 export function rowToUser (row: UserRow): User {
   return {
@@ -63,7 +64,8 @@ type Mutable = typeof MUTABLE[number]
 
 /** Compiled once per database; `kyselyUserRepository` binds them to the pool or a transaction. */
 export function compileUserQueries (db: Kysely<DatabaseSchema>, dialect: DialectName) {
-  const byUserId = db.selectFrom('users').selectAll().where('app_id', '=', '').where('user_id', '=', '')
+  // Named columns, not `*`: a server-side prepared statement must not change its result type.
+  const byUserId = db.selectFrom('users').select(USER_COLUMNS).where('app_id', '=', '').where('user_id', '=', '')
   const updates = new Map<string, Prepared<never>>()
   return {
     findByUserId: prepare(byUserId),

@@ -9,5 +9,12 @@ export type Prepared<R> = (db: Kysely<any>, parameters: readonly unknown[]) => P
  */
 export function prepare<R> (query: Compilable<R>): Prepared<R> {
   const compiled = query.compile()
+  HOT_STATEMENTS.add(compiled.sql)
   return async (db, parameters) => await db.executeQuery<R>({ ...compiled, parameters })
 }
+
+/**
+ * The SQL of every query compiled by `prepare`: a bounded set (a few reads, one UPDATE per set
+ * of changed columns), which a driver may keep prepared on the server.
+ */
+export const HOT_STATEMENTS = new Set<string>()
