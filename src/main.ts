@@ -23,7 +23,10 @@ async function main (): Promise<void> {
     databaseUrl: config.databaseUrl,
     poolMax: config.poolMax,
     sqliteSynchronous: config.sqliteSynchronous,
-    onPoolError: (error) => logs.to?.warn({ err: error }, 'an idle database connection failed; the pool replaces it')
+    onPoolError: (error) => logs.to?.warn({ err: error }, 'an idle database connection failed; the pool replaces it'),
+    sqliteBackgroundCheckpoints: {
+      onError: (error) => logs.to?.warn({ err: error }, 'the background WAL checkpoint failed; SQLite falls back to its own at 10,000 pages')
+    }
   })
   const app = await buildHttpApp({
     service,

@@ -16,6 +16,11 @@ export interface PersistenceOptions {
   poolMax?: number
   sqliteSynchronous?: SqliteSynchronous
   onPoolError?: (error: Error) => void
+  /**
+   * SQLite only: checkpoint the WAL from a worker thread, off the event loop, reporting failures
+   * here. For long-running servers; off by default (a one-shot command has no use for it).
+   */
+  sqliteBackgroundCheckpoints?: { onError: (error: Error) => void }
   /** Apply pending migrations first (default true). */
   migrate?: boolean
 }
@@ -41,7 +46,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
   if (location === undefined) throw new TypeError('databaseUrl must be sqlite:<path>, sqlite::memory:, postgres://... or postgresql://...')
   const { db, pool } = location.dialect === 'postgres'
     ? openPostgres(location.connectionString, { poolMax: options.poolMax ?? 10, onPoolError: options.onPoolError ?? (() => {}) })
-    : { db: openSqlite(location.filename, options.sqliteSynchronous ?? 'NORMAL'), pool: undefined }
+    : { db: openSqlite(location.filename, { synchronous: options.sqliteSynchronous ?? 'NORMAL', checkpointInBackground: options.sqliteBackgroundCheckpoints }), pool: undefined }
   const dialect = location.dialect
   const queries = compileUserQueries(db, dialect)
   const persistence: Persistence = {

@@ -6,6 +6,7 @@ import {
   type DatabaseConnection, type Dialect, type Driver, type QueryResult
 } from 'kysely'
 import type { DatabaseSchema } from './schema.js'
+import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js'
 
 export type SqliteSynchronous = 'NORMAL' | 'FULL'
 
@@ -51,11 +52,13 @@ class SqliteConnection implements DatabaseConnection {
 class SqliteDriver implements Driver {
   readonly #connection: SqliteConnection
   readonly #db: BetterSqlite3.Database
+  readonly #checkpointer: SqliteCheckpointer | undefined
   readonly #waiting: Array<() => void> = []
   #busy = false
 
-  constructor (db: BetterSqlite3.Database) {
+  constructor (db: BetterSqlite3.Database, checkpointer: SqliteCheckpointer | undefined) {
     this.#db = db
+    this.#checkpointer = checkpointer
     this.#connection = new SqliteConnection(db)
   }
 
@@ -86,6 +89,7 @@ class SqliteDriver implements Driver {
   }
 
   async destroy (): Promise<void> {
+    await this.#checkpointer?.stop()
     this.#db.close()
   }
 }
@@ -94,17 +98,28 @@ class SqliteDriver implements Driver {
  * Opens (creating its folder) a SQLite database in WAL mode. `synchronous=NORMAL` keeps every
  * acknowledged write through a process crash; `FULL` also through a power loss.
  */
-export function openSqlite (filename: string, synchronous: SqliteSynchronous): Kysely<DatabaseSchema> {
+export interface SqliteOptions {
+  synchronous: SqliteSynchronous
+  /** Checkpoint the WAL from a worker thread (see SqliteCheckpointer), reporting failures here. */
+  checkpointInBackground?: { onError: (error: Error) => void }
+}
+
+export function openSqlite (filename: string, options: SqliteOptions): Kysely<DatabaseSchema> {
   if (filename !== ':memory:') mkdirSync(dirname(filename), { recursive: true })
   const db = new BetterSqlite3(filename)
   db.pragma('journal_mode = WAL')
-  db.pragma(`synchronous = ${synchronous}`)
+  db.pragma(`synchronous = ${options.synchronous}`)
   db.pragma('foreign_keys = ON')
   // Other processes on the same file wait for the write lock instead of failing at once.
   db.pragma('busy_timeout = 5000')
+  let checkpointer: SqliteCheckpointer | undefined
+  if (options.checkpointInBackground !== undefined && filename !== ':memory:') {
+    db.pragma(`wal_autocheckpoint = ${SAFETY_NET_CHECKPOINT_PAGES}`)
+    checkpointer = new SqliteCheckpointer(filename, options.checkpointInBackground.onError)
+  }
   const dialect: Dialect = {
     createAdapter: () => new SqliteAdapter(),
-    createDriver: () => new SqliteDriver(db),
+    createDriver: () => new SqliteDriver(db, checkpointer),
     createQueryCompiler: () => new SqliteQueryCompiler(),
     createIntrospector: (kysely) => new SqliteIntrospector(kysely)
   }

@@ -1,0 +1,58 @@
+import { createRequire } from 'node:module'
+import { Worker } from 'node:worker_threads'
+
+/** How often the worker copies the WAL back into the database file. */
+const CHECKPOINT_EVERY_MS = 100
+
+// A CommonJS script, so it runs the same from the compiled package and from the TypeScript tests.
+const WORKER_SOURCE = `
+const { workerData, parentPort } = require('node:worker_threads')
+const Database = require(workerData.betterSqlite3)
+const db = new Database(workerData.filename)
+db.pragma('busy_timeout = 5000')
+const checkpoint = db.prepare('pragma wal_checkpoint(PASSIVE)')
+const timer = setInterval(() => {
+  try {
+    checkpoint.run()
+  } catch (error) {
+    parentPort.postMessage(String(error && error.message))
+  }
+}, workerData.everyMs)
+parentPort.on('message', () => { clearInterval(timer); db.close(); parentPort.close() })
+`
+
+/**
+ * Checkpoints a WAL database from a worker thread. SQLite's automatic checkpoint runs inside
+ * the commit that crosses 1000 WAL pages: a few milliseconds of copying and an fsync, with the
+ * event loop and every request in flight stalled behind it. Here a second connection copies the
+ * WAL back every 100 ms, off the event loop (PASSIVE: it never blocks readers or writers).
+ * The request connection keeps an automatic checkpoint at 10,000 pages as a safety net, should
+ * the worker ever fall behind or fail.
+ */
+export class SqliteCheckpointer {
+  readonly #worker: Worker
+  readonly #exited: Promise<void>
+
+  constructor (filename: string, onError: (error: Error) => void) {
+    this.#worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { filename, betterSqlite3: createRequire(import.meta.url).resolve('better-sqlite3'), everyMs: CHECKPOINT_EVERY_MS },
+      resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 }
+    })
+    this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()))
+    this.#worker.on('error', onError)
+    this.#worker.on('message', (message: string) => onError(new Error(`background checkpoint failed: ${message}`)))
+    // Never what keeps the process alive.
+    this.#worker.unref()
+  }
+
+  /** Stops the worker and closes its connection. */
+  async stop (): Promise<void> {
+    // Held until it has closed its connection, so the process waits for that.
+    this.#worker.ref()
+    this.#worker.postMessage('stop')
+    await this.#exited
+  }
+}
+
+export const SAFETY_NET_CHECKPOINT_PAGES = 10_000
