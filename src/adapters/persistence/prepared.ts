@@ -10,7 +10,20 @@ export type Prepared<R> = (db: Kysely<any>, parameters: readonly unknown[]) => P
 export function prepare<R> (query: Compilable<R>): Prepared<R> {
   const compiled = query.compile()
   HOT_STATEMENTS.add(compiled.sql)
-  return async (db, parameters) => await db.executeQuery<R>({ ...compiled, parameters })
+  return async (db, parameters) =>
+    (DIRECT.get(db)?.(compiled.sql, parameters) as QueryResult<R> | undefined) ?? await db.executeQuery<R>({ ...compiled, parameters })
+}
+
+type DirectRunner = (sql: string, parameters: readonly unknown[]) => QueryResult<unknown> | undefined
+const DIRECT = new WeakMap<Kysely<any>, DirectRunner>()
+
+/**
+ * Lets prepared queries on `db` (itself, not its transactions) skip Kysely's executor: `run`
+ * answers at once, or undefined to go through Kysely. Used by the SQLite driver; no plugins
+ * are installed, so nothing is skipped but the chain of promises around the driver.
+ */
+export function runDirectly (db: Kysely<any>, run: DirectRunner): void {
+  DIRECT.set(db, run)
 }
 
 /**

@@ -5,6 +5,7 @@ import {
   CompiledQuery, Kysely, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler,
   type DatabaseConnection, type Dialect, type Driver, type QueryResult
 } from 'kysely'
+import { runDirectly } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js'
 
@@ -31,11 +32,15 @@ class SqliteConnection implements DatabaseConnection {
     return statement
   }
 
-  async executeQuery<R> ({ sql, parameters }: CompiledQuery): Promise<QueryResult<R>> {
+  run<R> (sql: string, parameters: readonly unknown[]): QueryResult<R> {
     const statement = this.#prepare(sql)
     if (statement.reader) return { rows: statement.all(parameters) as R[] }
     const { changes, lastInsertRowid } = statement.run(parameters)
     return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] }
+  }
+
+  async executeQuery<R> ({ sql, parameters }: CompiledQuery): Promise<QueryResult<R>> {
+    return this.run(sql, parameters)
   }
 
   async * streamQuery<R> ({ sql, parameters, query }: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
@@ -63,6 +68,15 @@ class SqliteDriver implements Driver {
   }
 
   async init (): Promise<void> {}
+
+  /**
+   * Runs one statement at once when no one holds the connection (better-sqlite3 is synchronous,
+   * so nothing can interleave), without Kysely's acquire-run-release chain of promises; else
+   * undefined, and the caller queues through Kysely.
+   */
+  runNow<R> (sql: string, parameters: readonly unknown[]): QueryResult<R> | undefined {
+    return this.#busy || !this.#db.open ? undefined : this.#connection.run(sql, parameters)
+  }
 
   async acquireConnection (): Promise<DatabaseConnection> {
     if (this.#busy) await new Promise<void>((resolve) => this.#waiting.push(resolve))
@@ -117,11 +131,14 @@ export function openSqlite (filename: string, options: SqliteOptions): Kysely<Da
     db.pragma(`wal_autocheckpoint = ${SAFETY_NET_CHECKPOINT_PAGES}`)
     checkpointer = new SqliteCheckpointer(filename, options.checkpointInBackground.onError)
   }
+  const driver = new SqliteDriver(db, checkpointer)
   const dialect: Dialect = {
     createAdapter: () => new SqliteAdapter(),
-    createDriver: () => new SqliteDriver(db, checkpointer),
+    createDriver: () => driver,
     createQueryCompiler: () => new SqliteQueryCompiler(),
     createIntrospector: (kysely) => new SqliteIntrospector(kysely)
   }
-  return new Kysely<DatabaseSchema>({ dialect })
+  const kysely = new Kysely<DatabaseSchema>({ dialect })
+  runDirectly(kysely, (sql, parameters) => driver.runNow(sql, parameters))
+  return kysely
 }
