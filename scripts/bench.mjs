@@ -18,6 +18,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
 const CONNECTIONS = 50
 const SMALL = 10_000
 const LARGE = Number(process.env.BENCH_LARGE_USERS ?? 1_000_000)
+const REFERENCE = process.env.BENCH_REFERENCE === '1'
 
 const work = mkdtempSync(join(tmpdir(), 'klaim-bench-'))
 const children = []
@@ -86,6 +87,13 @@ try {
   const small = await seed(sqliteSmall, SMALL)
   const sqliteServer = await startServer(join(ROOT, 'dist', 'main.js'), { DATABASE_URL: sqliteSmall })
   rows.push({ name: `PUT SQLite (${SMALL.toLocaleString('en')} users)`, key: 'sqlite-put', server: sqliteServer, url: sqliteServer.url, requests: userRequests('PUT', SMALL, small.apiKey) })
+  if (REFERENCE) {
+    // Calibration (see scripts/bench-reference.mjs): the same load on far less than the service.
+    for (const [mode, name] of [['minimal', 'reference: minimal PUT on SQLite'], ['noop', 'reference: PUT route, no database']]) {
+      const server = await startServer(join(ROOT, 'scripts', 'bench-reference.mjs'), { DATABASE_URL: sqliteSmall, REFERENCE: mode })
+      rows.push({ name, key: `reference-${mode}`, server, url: server.url, requests: userRequests('PUT', SMALL, small.apiKey) })
+    }
+  }
 
   let pgUrl = process.env.TEST_DATABASE_URL
   if ((pgUrl === undefined || pgUrl === '') && findPostgresBin() !== undefined) {
