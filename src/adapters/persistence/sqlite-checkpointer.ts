@@ -3,6 +3,8 @@ import { Worker } from 'node:worker_threads'
 
 /** How often the worker copies the WAL back into the database file. */
 const CHECKPOINT_EVERY_MS = 100
+/** SQLite's own checkpoint, kept on the request connection in case the worker falls behind. */
+export const SAFETY_NET_CHECKPOINT_PAGES = 10_000
 
 // A CommonJS script, so it runs the same from the compiled package and from the TypeScript tests.
 const WORKER_SOURCE = `
@@ -11,11 +13,16 @@ const Database = require(workerData.betterSqlite3)
 const db = new Database(workerData.filename)
 db.pragma('busy_timeout = 5000')
 const checkpoint = db.prepare('pragma wal_checkpoint(PASSIVE)')
+let failing
 const timer = setInterval(() => {
   try {
     checkpoint.run()
+    failing = undefined
   } catch (error) {
-    parentPort.postMessage(String(error && error.message))
+    // Said once per run of the same failure, not every 100 ms.
+    const message = String(error && error.message)
+    if (message !== failing) parentPort.postMessage(message)
+    failing = message
   }
 }, workerData.everyMs)
 parentPort.on('message', () => { clearInterval(timer); db.close(); parentPort.close() })
@@ -54,5 +61,3 @@ export class SqliteCheckpointer {
     await this.#exited
   }
 }
-
-export const SAFETY_NET_CHECKPOINT_PAGES = 10_000

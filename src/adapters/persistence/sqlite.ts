@@ -108,16 +108,16 @@ class SqliteDriver implements Driver {
   }
 }
 
-/**
- * Opens (creating its folder) a SQLite database in WAL mode. `synchronous=NORMAL` keeps every
- * acknowledged write through a process crash; `FULL` also through a power loss.
- */
 export interface SqliteOptions {
   synchronous: SqliteSynchronous
   /** Checkpoint the WAL from a worker thread (see SqliteCheckpointer), reporting failures here. */
   checkpointInBackground?: { onError: (error: Error) => void }
 }
 
+/**
+ * Opens (creating its folder) a SQLite database in WAL mode. `synchronous=NORMAL` keeps every
+ * acknowledged write through a process crash; `FULL` also through a power loss.
+ */
 export function openSqlite (filename: string, options: SqliteOptions): Kysely<DatabaseSchema> {
   if (filename !== ':memory:') mkdirSync(dirname(filename), { recursive: true })
   const db = new BetterSqlite3(filename)
