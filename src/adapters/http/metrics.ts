@@ -36,20 +36,10 @@ export function registerMetrics (app: FastifyInstance, options: MetricsOptions):
     gauge('db_pool_waiting_requests', 'Queries waiting for a pooled connection', () => pool.waitingCount)
   }
 
-  // One pair of series per method, route and status, looked up once: prom-client would otherwise
-  // hash the label set on every observation.
-  const series = new Map<string, { count: Counter.Internal, time: Histogram.Internal<string> }>()
   app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? '(no route)'
-    const key = `${request.method} ${reply.statusCode} ${route}`
-    let found = series.get(key)
-    if (found === undefined) {
-      const labels = { method: request.method, route, status: String(reply.statusCode) }
-      found = { count: requests.labels(labels), time: duration.labels(labels) }
-      series.set(key, found)
-    }
-    found.count.inc()
-    found.time.observe(reply.elapsedTime / 1000)
+    const labels = { method: request.method, route: request.routeOptions.url ?? '(no route)', status: String(reply.statusCode) }
+    requests.inc(labels)
+    duration.observe(labels, reply.elapsedTime / 1000)
   })
 
   app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
