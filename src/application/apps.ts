@@ -1,6 +1,7 @@
 import { ValidationError } from '../domain/errors.js'
 import { hasForbiddenCharacter } from '../domain/metadata.js'
-import type { ApiKey, App, AppRepository, Clock, IdSource, KeyMinter } from './ports.js'
+import { isValidUserId } from '../domain/profile-rules.js'
+import type { ApiKey, App, AppRepository, Clock, IdSource, KeyMinter, StoredKey, UserSnapshot } from './ports.js'
 
 export interface CreatedApp {
   appId: string
@@ -46,16 +47,34 @@ export function createApiKey (deps: AppDeps) {
   }
 }
 
+export interface Authenticated {
+  appId: string
+  keyId: string
+  /** The user asked for with `readUser`, read together with the key. */
+  snapshot?: UserSnapshot
+}
+
 /**
  * The app and key id of an API key, or undefined for an unknown or revoked key. Looks the key up
  * by its hash on every call, so a revocation holds from the next request, in every process.
+ * With `readUser` (a valid `user_id`), the same read also fetches that user of the key's app, as
+ * a snapshot for `getUser` or `updateUserProfile`, which then need no read of their own.
  */
 export function authenticate ({ apps, keys }: Pick<AppDeps, 'apps' | 'keys'>) {
-  return async function (apiKey: string): Promise<{ appId: string, keyId: string } | undefined> {
+  return async function (apiKey: string, readUser?: string): Promise<Authenticated | undefined> {
     const keyHash = keys.hash(apiKey)
-    const found = await apps.findKeyByHash(keyHash)
-    // Unknown and revoked keys take the same path: one indexed read, one comparison.
-    const valid = found !== undefined && keys.same(found.keyHash, keyHash) && found.revokedAt === null
-    return valid ? { appId: found.appId, keyId: found.keyId } : undefined
+    if (readUser === undefined || !isValidUserId(readUser)) {
+      const found = await apps.findKeyByHash(keyHash)
+      return isValid(found, keyHash) ? { appId: found.appId, keyId: found.keyId } : undefined
+    }
+    const found = await apps.findKeyAndUser(keyHash, readUser)
+    if (!isValid(found?.key, keyHash)) return undefined
+    const { appId, keyId } = found.key
+    return { appId, keyId, snapshot: { appId, userId: readUser, user: found.user } }
+  }
+
+  // Unknown and revoked keys take the same path: one indexed read, one comparison.
+  function isValid (found: StoredKey | undefined, keyHash: string): found is StoredKey {
+    return found !== undefined && keys.same(found.keyHash, keyHash) && found.revokedAt === null
   }
 }

@@ -108,7 +108,30 @@ export interface AppRepository {
   /** Marks the key revoked; false when there is no such key. */
   revokeKey(keyId: string, at: number): Promise<boolean>
   /** The key stored under `keyHash`, revoked or not. */
-  findKeyByHash(keyHash: string): Promise<{ keyId: string, appId: string, keyHash: string, revokedAt: number | null } | undefined>
+  findKeyByHash(keyHash: string): Promise<StoredKey | undefined>
+  /**
+   * `findKeyByHash` and, in the same read, the user of the key's app whose `user_id` is `userId`
+   * (undefined when there is none, or when the key is revoked): one round trip instead of two.
+   */
+  findKeyAndUser(keyHash: string, userId: string): Promise<{ key: StoredKey, user: User | undefined } | undefined>
+}
+
+export interface StoredKey {
+  keyId: string
+  appId: string
+  keyHash: string
+  revokedAt: number | null
+}
+
+/**
+ * A read of one user made earlier in the same request (with its API key): a use case given one
+ * for the same app and `user_id` starts from it instead of reading again. `user` is undefined
+ * when there was no such user.
+ */
+export interface UserSnapshot {
+  appId: string
+  userId: string
+  user: User | undefined
 }
 
 /** Makes and hashes API keys (adapters bring the cryptography). */

@@ -2,7 +2,7 @@ import { PreconditionFailedError, UserIdTakenError, UserNotFoundError, Validatio
 import { ifMatchAllows, parseIfMatch, type IfMatch } from '../domain/if-match.js'
 import { applyProfileChanges, FIELD_MESSAGES, isValidUserId, parseProfileChanges } from '../domain/profile-rules.js'
 import { toProfile, userEtag, type UserProfile } from '../domain/user.js'
-import type { Clock, Transactor, UnitOfWork } from './ports.js'
+import type { Clock, Transactor, UnitOfWork, UserSnapshot } from './ports.js'
 
 export interface UpdateUserProfileCommand {
   appId: string
@@ -12,6 +12,8 @@ export interface UpdateUserProfileCommand {
   changes: unknown
   /** An `If-Match` value: `*` or entity tags; the update happens only when one matches. */
   ifMatch?: string | undefined
+  /** A read of this user made earlier in the request, to start from (ignored inside `uow`). */
+  snapshot?: UserSnapshot | undefined
 }
 
 export const IF_MATCH_MESSAGE = 'must be * or a list of entity tags'
@@ -20,6 +22,12 @@ export const IF_MATCH_MESSAGE = 'must be * or a list of entity tags'
 export function checkUserIdArgument (userId: unknown, path = '/userId'): string {
   if (!isValidUserId(userId)) throw new ValidationError([{ path, message: FIELD_MESSAGES.userId }])
   return userId
+}
+
+/** The command's snapshot when it is of the same app and user_id, else undefined. */
+export function snapshotOf (command: { appId: string, snapshot?: UserSnapshot | undefined }, userId: string): UserSnapshot | undefined {
+  const snapshot = command.snapshot
+  return snapshot?.appId === command.appId && snapshot.userId === userId ? snapshot : undefined
 }
 
 function checkIfMatch (value: string | undefined): IfMatch | undefined {
@@ -32,7 +40,8 @@ function checkIfMatch (value: string | undefined): IfMatch | undefined {
 /**
  * Update User Profile: applies `changes` to the user atomically against the stored row (the
  * metadata merge never works on a stale copy: the write is refused if the row changed since it
- * was read, and the update runs again). Pass `uow` to run inside a caller's transaction.
+ * was read, and the update runs again). Pass `uow` to run inside a caller's transaction, and
+ * `snapshot` to save the first read.
  *
  * Throws, in this order: `ValidationError` (bad input), `UserNotFoundError`,
  * `PreconditionFailedError` (`ifMatch` matches no current tag), `ValidationError` (merged
@@ -44,8 +53,12 @@ export function updateUserProfile ({ transactor, clock }: { transactor: Transact
     const condition = checkIfMatch(command.ifMatch)
     const changes = parseProfileChanges(command.changes)
 
+    // The first attempt may start from the snapshot: the guarded write refuses it if the row has
+    // changed since, and the next attempt reads afresh. A transaction reads under its own lock.
+    let snapshot = uow === undefined ? snapshotOf(command, userId) : undefined
     const work = async ({ users }: UnitOfWork): Promise<UserProfile> => {
-      const current = await users.findByUserId(command.appId, userId)
+      const current = snapshot !== undefined ? snapshot.user : await users.findByUserId(command.appId, userId)
+      snapshot = undefined
       if (current === undefined) throw new UserNotFoundError()
       if (condition !== undefined && !ifMatchAllows(condition, userEtag(current))) throw new PreconditionFailedError()
       const next = applyProfileChanges(current, changes, clock.now())

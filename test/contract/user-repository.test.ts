@@ -168,6 +168,24 @@ eachDatabase(t, (t, db) => {
     t.same(await apps.listKeys('app1'), [{ keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: 9 }])
   })
 
+  t.test('a key and a user in one read: only a user of the key\'s app, none for a revoked key', async (t) => {
+    const { apps, users } = await withApps(t)
+    await apps.insertKey({ keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: null }, 'hash1')
+    await apps.insertKey({ keyId: 'k2', appId: 'app2', prefix: 'klaim_sk_def', createdAt: 5, revokedAt: null }, 'hash2')
+    const ada1 = user({ userId: 'ada', metadata: { app: 1 } })
+    const ada2 = user({ appId: 'app2', userId: 'ada', metadata: { app: 2 } })
+    const bob2 = user({ appId: 'app2', userId: 'bob' })
+    for (const u of [ada1, ada2, bob2]) await users.insert(u)
+    const key1 = { keyId: 'k1', appId: 'app1', keyHash: 'hash1', revokedAt: null }
+    t.same(await apps.findKeyAndUser('hash1', 'ada'), { key: key1, user: ada1 }, 'the user reads back exactly, as findByUserId has it')
+    t.same(await apps.findKeyAndUser('hash2', 'ada'), { key: { ...key1, keyId: 'k2', appId: 'app2', keyHash: 'hash2' }, user: ada2 })
+    t.same(await apps.findKeyAndUser('hash1', 'bob'), { key: key1, user: undefined }, 'another app\'s user is not found')
+    t.same(await apps.findKeyAndUser('hash1', 'nobody'), { key: key1, user: undefined })
+    t.equal(await apps.findKeyAndUser('nope', 'ada'), undefined)
+    await apps.revokeKey('k1', 9)
+    t.same(await apps.findKeyAndUser('hash1', 'ada'), { key: { ...key1, revokedAt: 9 }, user: undefined }, 'a revoked key reads no user')
+  })
+
   t.test('migrating again is a no-op', async (t) => {
     const p = await freshPersistence(t, db)
     t.same(await p.migrate(), [])

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { eachDatabase } from '../helpers/databases.js'
 import { tally } from '../helpers/users.js'
-import { freshClient } from '../helpers/fixtures.js'
+import { buildHttpApp } from '../../src/adapters/http/app.js'
+import { clientFor, freshClient, freshService } from '../helpers/fixtures.js'
 
 // Requests are started together and race inside the service; the database alone decides.
 eachDatabase(t, (t, db) => {
@@ -46,5 +47,39 @@ eachDatabase(t, (t, db) => {
     const etag = (await client.createUser({ email: 'ada@example.com', user_id: 'ada' })).headers.etag as string
     const responses = await Promise.all(Array.from({ length: 10 }, async (_, i) => await client.put('ada', { name: `writer ${i}` }, { 'if-match': etag })))
     t.same(tally(responses.map((r) => r.statusCode)), { 200: 1, 412: 9 })
+  })
+
+  t.test('a write landing between the read with the API key and the PUT is merged, never overwritten', async (t) => {
+    const service = await freshService(t, db)
+    const { appId, apiKey } = await service.createApp({ name: 'test' })
+    await service.createUser({ appId, email: 'ada@example.com', userId: 'ada', metadata: { base: true } })
+    let snapshots = 0
+    let between: (() => Promise<unknown>) | undefined = async () => await service.updateUserProfile({ appId, userId: 'ada', changes: { metadata: { other: 1 } } })
+    const app = await buildHttpApp({
+      service: {
+        ...service,
+        async authenticate (key, readUser) {
+          const found = await service.authenticate(key, readUser)
+          if (found?.snapshot?.user !== undefined) snapshots++
+          const write = between
+          between = undefined
+          await write?.()
+          return found
+        }
+      }
+    })
+    t.teardown(async () => await app.close())
+    const client = clientFor(app, service, appId, apiKey)
+    const res = await client.put('ada', { metadata: { mine: 2 } })
+    t.equal(res.statusCode, 200)
+    t.same(res.json().metadata, { base: true, other: 1, mine: 2 })
+    t.match(res.headers.etag, /\.3"$/)
+    t.equal(snapshots, 1, 'the PUT read the user with its key')
+    const read = await client.request({ method: 'GET', url: '/users/ada' })
+    t.same(read.json(), res.json())
+    t.equal(snapshots, 2, 'so did the GET')
+    const idempotent = await client.put('ada', { name: 'Ada' }, { 'idempotency-key': 'k1' })
+    t.equal(idempotent.statusCode, 200)
+    t.equal(snapshots, 2, 'a request with an Idempotency-Key reads the user under its transaction\'s lock instead')
   })
 })

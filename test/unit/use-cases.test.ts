@@ -82,4 +82,51 @@ eachDatabase(t, (t, db) => {
     t.equal((await users.listApiKeys({ appId })).length, 2)
     t.same((await users.listApps()).map((a) => a.name), ['app'])
   })
+
+  t.test('a user read with the API key: of the key\'s app only, and only for a valid user_id', async (t) => {
+    const users = await freshService(t, db)
+    const a = await users.createApp({ name: 'a' })
+    const b = await users.createApp({ name: 'b' })
+    const adaA = await users.createUser({ appId: a.appId, email: 'ada@a.example', userId: 'ada' })
+    const adaB = await users.createUser({ appId: b.appId, email: 'ada@b.example', userId: 'ada' })
+    const found = await users.authenticate(a.apiKey, 'ada')
+    t.match(found, { appId: a.appId, snapshot: { appId: a.appId, userId: 'ada', user: { klaimId: adaA.klaimId, email: 'ada@a.example', version: 1 } } })
+    t.equal((await users.authenticate(b.apiKey, 'ada'))?.snapshot?.user?.klaimId, adaB.klaimId)
+    t.same((await users.authenticate(a.apiKey, 'nobody'))?.snapshot, { appId: a.appId, userId: 'nobody', user: undefined })
+    const invalid = await users.authenticate(a.apiKey, ' ada')
+    t.equal(invalid?.appId, a.appId, 'an invalid user_id is not read, and the key still authenticates')
+    t.notOk(invalid !== undefined && 'snapshot' in invalid)
+    t.equal(await users.authenticate('klaim_sk_nope', 'ada'), undefined)
+    const second = await users.createApiKey({ appId: a.appId })
+    await users.revokeApiKey({ keyId: second.keyId })
+    t.equal(await users.authenticate(second.apiKey, 'ada'), undefined, 'a revoked key is refused')
+  })
+
+  t.test('use cases start from a snapshot of the same app and user_id; a stale one is never written over', async (t) => {
+    const users = await freshService(t, db)
+    const { appId, apiKey } = await users.createApp({ name: 'app' })
+    const other = await users.createApp({ name: 'other' })
+    const ada = await users.createUser({ appId, email: 'ada@example.com', userId: 'ada', metadata: { base: true } })
+    const snapshot = (await users.authenticate(apiKey, 'ada'))?.snapshot
+    const nobody = (await users.authenticate(apiKey, 'nobody'))?.snapshot
+    const changed = await users.updateUserProfile({ appId, userId: 'ada', changes: { metadata: { other: 1 } } })
+
+    t.same(await users.getUser({ appId, userId: 'ada', snapshot }), ada, 'a read takes the snapshot as it is')
+    t.same(await users.getUser({ appId, userId: 'ada', snapshot: nobody }), changed, 'a snapshot of another user_id is ignored')
+    await t.rejects(users.getUser({ appId: other.appId, userId: 'ada', snapshot }), { code: 'user_not_found' }, 'a snapshot of another app is ignored')
+    await t.rejects(users.getUser({ appId, userId: 'nobody', snapshot: nobody }), { code: 'user_not_found' })
+
+    const merged = await users.updateUserProfile({ appId, userId: 'ada', changes: { metadata: { mine: 2 } }, snapshot })
+    t.same(merged.metadata, { base: true, other: 1, mine: 2 }, 'the write from a stale snapshot is refused and the update runs again on the stored row')
+    t.equal(merged.etag, `"${ada.klaimId}.3"`)
+    t.same(await users.getUser({ appId, userId: 'ada' }), merged)
+    await t.rejects(users.updateUserProfile({ appId, userId: 'nobody', changes: { name: 'x' }, snapshot: nobody }), { code: 'user_not_found' })
+
+    // Inside a transaction (an Idempotency-Key), the user is read under its lock, never taken from a snapshot.
+    const { response } = await users.idempotent({ scope: 'test', key: 'k', fingerprint: 'f' }, async (uow) => {
+      const user = await users.updateUserProfile({ appId, userId: 'ada', changes: { metadata: { inside: 3 } }, snapshot }, uow)
+      return { status: 200, body: JSON.stringify(user.metadata), headers: {} }
+    }, () => undefined)
+    t.same(JSON.parse(response.body), { base: true, other: 1, mine: 2, inside: 3 })
+  })
 })

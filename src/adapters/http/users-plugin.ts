@@ -5,7 +5,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { UsersError, type FieldError } from '../../domain/errors.js'
 import { parseIfMatch } from '../../domain/if-match.js'
 import type { UserProfile } from '../../domain/user.js'
-import type { StoredResponse, UnitOfWork } from '../../application/ports.js'
+import type { StoredResponse, UnitOfWork, UserSnapshot } from '../../application/ports.js'
 import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
 import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
@@ -21,6 +21,8 @@ declare module 'fastify' {
     appId: string
     /** The id of the request's API key: the scope of its idempotency keys. */
     keyId: string
+    /** The user named in the path, read with the API key (see `authenticate`). */
+    userSnapshot: UserSnapshot | undefined
   }
 }
 
@@ -91,6 +93,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   registerJsonBody(fastify)
   fastify.decorateRequest('appId', '')
   fastify.decorateRequest('keyId', '')
+  fastify.decorateRequest('userSnapshot', undefined)
 
   // Counters are per process (in memory); see the README for a shared store.
   await fastify.register(rateLimit, { global: false })
@@ -109,16 +112,20 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   }
 
   // onRequest: the key is checked before the body is read, so a 401 comes before 415 and 413;
-  // the per-key limit right after it, so a 429 does too.
+  // the per-key limit right after it, so a 429 does too. The same read fetches the user named in
+  // the path, which the route then needs not read again; not for an Idempotency-Key, whose
+  // transaction reads the user under a lock.
   fastify.addHook('onRequest', async (request, reply) => {
     const key = BEARER.exec(request.headers.authorization ?? '')?.[1]
-    const found = key === undefined ? undefined : await service.authenticate(key)
+    const userId = request.headers['idempotency-key'] === undefined ? (request.params as { user_id?: string }).user_id : undefined
+    const found = key === undefined ? undefined : await service.authenticate(key, userId)
     if (found === undefined) {
       await limit(failureLimit, request, reply)
       throw unauthorized()
     }
     request.appId = found.appId
     request.keyId = found.keyId
+    request.userSnapshot = found.snapshot
     if (perKey > 0) await limit(keyLimit, request, reply)
   })
 
@@ -168,20 +175,20 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     })
   })
 
-  async function read (appId: string, body: unknown, userId: string): Promise<UserProfile> {
+  async function read (request: FastifyRequest, body: unknown, userId: string): Promise<UserProfile> {
     // A missing body is fine; a JSON `null` body is not `{}`.
     if (body === null) throw validationProblem('body', [{ instancePath: '', keyword: 'type', schemaPath: '', params: {} }])
-    return await service.getUser({ appId, userId })
+    return await service.getUser({ appId: request.appId, userId, snapshot: request.userSnapshot })
   }
   const sendRead = (reply: FastifyReply, user: UserProfile): FastifyReply =>
     reply.header('etag', user.etag).send(userResource('fetch resource successfully', user))
   const readSchema = { tags: ['users'], security: SECURITY, params: UserParams, response: READ_RESPONSES }
   fastify.get('/users/:user_id', { schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user' } }, async (request, reply) =>
-    sendRead(reply, await read(request.appId, undefined, request.params.user_id)))
+    sendRead(reply, await read(request, undefined, request.params.user_id)))
   fastify.post('/users/:user_id', {
     schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent or `{}`.', body: EmptyBody }
   }, async (request, reply) =>
-    sendRead(reply, await read(request.appId, request.body, request.params.user_id)))
+    sendRead(reply, await read(request, request.body, request.params.user_id)))
 
   fastify.route({
     method: ['PUT', 'PATCH'],
@@ -206,7 +213,8 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
           appId: request.appId,
           userId: request.params.user_id,
           changes: newUserId === undefined ? changes : { ...changes, userId: newUserId },
-          ifMatch: request.headers['if-match']
+          ifMatch: request.headers['if-match'],
+          snapshot: request.userSnapshot
         }, uow)
         return { status: 200, body: JSON.stringify(userResource('fetch resource successfully', user)), headers: { etag: user.etag } }
       })

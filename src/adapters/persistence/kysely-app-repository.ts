@@ -1,13 +1,23 @@
 import type { Kysely } from 'kysely'
-import type { AppRepository } from '../../application/ports.js'
+import type { AppRepository, StoredKey } from '../../application/ports.js'
+import { rowToUser, type UserRow } from './kysely-user-repository.js'
 import { prepare } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 
 const toMillis = (value: number | string | null): number | null => value === null ? null : Number(value)
 
+const toKey = (row: { id: string, app_id: string, key_hash: string, revoked_at: number | string | null }): StoredKey =>
+  ({ keyId: row.id, appId: row.app_id, keyHash: row.key_hash, revokedAt: toMillis(row.revoked_at) })
+
 export function kyselyAppRepository (db: Kysely<DatabaseSchema>): AppRepository {
   // Run on every request (authentication): compiled once.
   const keyByHash = prepare(db.selectFrom('api_keys').select(['id', 'app_id', 'key_hash', 'revoked_at']).where('key_hash', '=', ''))
+  // The same, and the user named in the path: a revoked key joins no user.
+  const keyAndUser = prepare(db.selectFrom('api_keys as k')
+    .leftJoin('users as u', (join) => join.onRef('u.app_id', '=', 'k.app_id').on('u.user_id', '=', '').on('k.revoked_at', 'is', null))
+    .select(['k.id', 'k.app_id', 'k.key_hash', 'k.revoked_at', 'u.klaim_id', 'u.user_id', 'u.email', 'u.name', 'u.metadata',
+      'u.credit_balance', 'u.acquisition_source', 'u.created_at', 'u.updated_at', 'u.version'])
+    .where('k.key_hash', '=', ''))
   return {
     async insertApp (app) {
       await db.insertInto('apps').values({ id: app.appId, name: app.name, created_at: app.createdAt }).execute()
@@ -43,7 +53,14 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>): AppRepository 
 
     async findKeyByHash (keyHash) {
       const row = (await keyByHash(db, [keyHash])).rows[0]
-      return row === undefined ? undefined : { keyId: row.id, appId: row.app_id, keyHash: row.key_hash, revokedAt: toMillis(row.revoked_at) }
+      return row === undefined ? undefined : toKey(row)
+    },
+
+    async findKeyAndUser (keyHash, userId) {
+      // Placeholders in SQL order: the join's user_id, then the key hash.
+      const row = (await keyAndUser(db, [userId, keyHash])).rows[0]
+      if (row === undefined) return undefined
+      return { key: toKey(row), user: row.klaim_id === null ? undefined : rowToUser(row as UserRow) }
     }
   }
 }

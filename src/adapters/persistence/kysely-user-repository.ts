@@ -7,7 +7,7 @@ import { prepare, type Prepared } from './prepared.js'
 import type { DatabaseSchema, DialectName, UsersTable } from './schema.js'
 
 const USER_COLUMNS = ['app_id', 'klaim_id', 'user_id', 'email', 'name', 'metadata', 'credit_balance', 'acquisition_source', 'created_at', 'updated_at', 'version'] as const
-type UserRow = Pick<Selectable<UsersTable>, typeof USER_COLUMNS[number]>
+export type UserRow = Pick<Selectable<UsersTable>, typeof USER_COLUMNS[number]>
 
 export function rowToUser (row: UserRow): User {
   return {
