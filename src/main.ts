@@ -4,13 +4,18 @@ import { ConfigError, dataFolder, loadConfig, type Config } from './config.js'
 import { ensureFirstApp } from './first-start.js'
 import { openUsersService } from './users-service.js'
 
+/** Stops the process with one line on stderr and exit code 1, not a stack trace. */
+function fail (message: string): never {
+  process.stderr.write(`klaim-users: ${message.replace(/\s+/g, ' ')}\n`)
+  process.exit(1)
+}
+
 function readConfig (): Config {
   try {
     return loadConfig()
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
-    process.stderr.write(`klaim-users: ${error.message}\n`)
-    process.exit(1)
+    fail(error.message)
   }
 }
 
@@ -27,7 +32,7 @@ async function main (): Promise<void> {
     sqliteBackgroundCheckpoints: {
       onError: (error) => logs.to?.warn({ err: error }, 'the background WAL checkpoint failed; SQLite falls back to its own at 10,000 pages')
     }
-  })
+  }).catch((error: unknown) => fail(`cannot open the database (${error instanceof Error ? error.message : String(error)})`))
   const app = await buildHttpApp({
     service,
     logger: loggerOptions(config.logLevel),

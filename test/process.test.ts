@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -51,6 +51,18 @@ t.test('a bad setting stops the server with one clear line and a non-zero code',
     const result = await run(process.execPath, [SERVER], { cwd: dir, env: { ...process.env, ...env } }).catch((e: { code: number, stderr: string }) => e)
     t.equal((result as { code: number }).code, 1, JSON.stringify(env))
     t.match((result as { stderr: string }).stderr, /^klaim-users: .+\n$/)
+  }
+})
+
+t.test('a database it cannot open stops the server with one clear line and a non-zero code', async (t) => {
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'a-file'), '')
+  const cases = { 'postgres://klaim@127.0.0.1:1/none': /ECONNREFUSED/, [`sqlite:${join(dir, 'a-file', 'users.db')}`]: /EEXIST|ENOTDIR/ }
+  for (const [url, reason] of Object.entries(cases)) {
+    const result = await run(process.execPath, [SERVER], { cwd: dir, env: { ...process.env, DATABASE_URL: url } }).catch((e: { code: number, stderr: string }) => e)
+    t.equal((result as { code: number }).code, 1, url)
+    t.match((result as { stderr: string }).stderr, /^klaim-users: cannot open the database \(.+\)\n$/)
+    t.match((result as { stderr: string }).stderr, reason)
   }
 })
 
