@@ -1,9 +1,11 @@
 // `npm run bench`: load on 127.0.0.1 with autocannon, bounded in time. Each row's server runs
 // as in production (its own process, info logs) but with RATE_LIMIT_PER_MINUTE=0. Rounds
 // alternate the rows (A B A B …) after a warm-up; each row's ratio is to the bare Fastify
-// row of the same round. Writes bench-results/latest.json.
-import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+// row of the same round. Each row also reports CPU per request of the server, the throwaway
+// PostgreSQL cluster and the load generator, which the ratio alone hides: the bare row is bound
+// by the load generator, and moves with it. Writes bench-results/latest.json.
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
@@ -45,6 +47,40 @@ async function startServer (script, env) {
 function peakRssMb (pid) {
   const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return match === null ? NaN : Math.round(Number(match[1]) / 1024)
+}
+
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+
+/** User plus system CPU of a process and all its threads so far, in µs (/proc/<pid>/stat). */
+function cpuMicros (pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 1e6 / CLOCK_TICKS
+  } catch {
+    return 0 // gone: it ended between the listing and the read
+  }
+}
+
+/** CPU of each process of the throwaway PostgreSQL cluster (the postmaster and its children), in µs. */
+function clusterCpu () {
+  const root = cluster?.pid
+  const byPid = new Map()
+  if (root === undefined) return byPid
+  byPid.set(root, cpuMicros(root))
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === root) byPid.set(Number(entry), cpuMicros(entry))
+    } catch {}
+  }
+  return byPid
+}
+
+/** CPU the cluster used between two `clusterCpu` readings; a backend started in between counts whole. */
+function clusterCpuSince (before) {
+  let total = 0
+  for (const [pid, micros] of clusterCpu()) total += micros - (before.get(pid) ?? 0)
+  return total
 }
 
 function userRequests (method, users, apiKey) {
@@ -112,12 +148,12 @@ try {
     url.pathname = `/${name}`
     pgKey = (await seed(url.toString(), SMALL)).apiKey
     pgServer = await startServer(join(ROOT, 'dist', 'main.js'), { DATABASE_URL: url.toString() })
-    rows.push({ name: `PUT PostgreSQL (${SMALL.toLocaleString('en')} users)`, key: 'pg-put', server: pgServer, url: pgServer.url, requests: userRequests('PUT', SMALL, pgKey) })
+    rows.push({ name: `PUT PostgreSQL (${SMALL.toLocaleString('en')} users)`, key: 'pg-put', server: pgServer, database: cluster !== undefined, url: pgServer.url, requests: userRequests('PUT', SMALL, pgKey) })
   } else {
     console.log('PostgreSQL not available (no TEST_DATABASE_URL, no server binaries): its rows are left out.\n')
   }
   rows.push({ name: `GET SQLite (${SMALL.toLocaleString('en')} users)`, key: 'sqlite-get', server: sqliteServer, url: sqliteServer.url, requests: userRequests('GET', SMALL, small.apiKey) })
-  if (pgServer !== undefined) rows.push({ name: `GET PostgreSQL (${SMALL.toLocaleString('en')} users)`, key: 'pg-get', server: pgServer, url: pgServer.url, requests: userRequests('GET', SMALL, pgKey) })
+  if (pgServer !== undefined) rows.push({ name: `GET PostgreSQL (${SMALL.toLocaleString('en')} users)`, key: 'pg-get', server: pgServer, database: cluster !== undefined, url: pgServer.url, requests: userRequests('GET', SMALL, pgKey) })
 
   const sqliteLarge = `sqlite:${join(work, 'large', 'users.db')}`
   mkdirSync(join(work, 'large'))
@@ -133,7 +169,18 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     const measured = []
     for (const row of rows) {
-      measured.push({ ...(await load(row.url, row.requests, SECONDS)), rssMb: peakRssMb(row.server.pid) })
+      const server0 = cpuMicros(row.server.pid)
+      const database0 = row.database ? clusterCpu() : undefined
+      const client0 = process.cpuUsage()
+      const result = await load(row.url, row.requests, SECONDS)
+      const client = process.cpuUsage(client0)
+      measured.push({
+        ...result,
+        rssMb: peakRssMb(row.server.pid),
+        serverCpuUs: (cpuMicros(row.server.pid) - server0) / result.total,
+        databaseCpuUs: database0 === undefined ? undefined : clusterCpuSince(database0) / result.total,
+        clientCpuUs: (client.user + client.system) / result.total
+      })
       process.stdout.write('.')
     }
     rounds.push(measured)
@@ -153,18 +200,24 @@ try {
       errors: samples.reduce((a, s) => a + s.errors, 0),
       requests: samples.reduce((a, s) => a + s.total, 0),
       peakRssMb: Math.max(...samples.map((s) => s.rssMb)),
+      serverCpuUsPerRequest: Math.round(mean(samples.map((s) => s.serverCpuUs))),
+      databaseCpuUsPerRequest: row.database ? Math.round(mean(samples.map((s) => s.databaseCpuUs))) : null,
+      loadGeneratorCpuUsPerRequest: Math.round(mean(samples.map((s) => s.clientCpuUs))),
       ratio: Number(mean(ratios).toFixed(3)),
       ratios: ratios.map((r) => Number(r.toFixed(3)))
     }
   })
   for (const r of results) r.failed = r.non2xx > 0 || r.errors > 0
 
-  const header = ['row', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'peak RSS MB', 'ratio to bare', 'status']
-  const lines = results.map((r) => [r.name, String(r.rps), String(r.p50Ms), String(r.p99Ms), String(r.non2xx), String(r.errors), String(r.peakRssMb), `${r.ratio.toFixed(2)} (${r.ratios.join(', ')})`, r.failed ? 'FAILED' : 'ok'])
+  const header = ['row', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'peak RSS MB', 'CPU µs/req: server', 'database', 'load generator', 'ratio to bare', 'status']
+  const lines = results.map((r) => [r.name, String(r.rps), String(r.p50Ms), String(r.p99Ms), String(r.non2xx), String(r.errors), String(r.peakRssMb),
+    String(r.serverCpuUsPerRequest), r.databaseCpuUsPerRequest === null ? '-' : String(r.databaseCpuUsPerRequest), String(r.loadGeneratorCpuUsPerRequest),
+    `${r.ratio.toFixed(2)} (${r.ratios.join(', ')})`, r.failed ? 'FAILED' : 'ok'])
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)))
   const fmt = (cells) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`
   console.log([fmt(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...lines.map(fmt)].join('\n'))
   console.log('\nratio: the row\'s req/s over the bare Fastify req/s of the same round (mean of rounds; each round in brackets). p50/p99: worst round.')
+  console.log('CPU µs/req (mean of rounds): user + system CPU per answered request of the server process (all its threads), of the throwaway PostgreSQL cluster (\'-\': not ours to measure), and of this process, the load generator.')
 
   mkdirSync(join(ROOT, 'bench-results'), { recursive: true })
   const report = {
