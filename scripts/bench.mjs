@@ -2,8 +2,9 @@
 // as in production (its own process, info logs) but with RATE_LIMIT_PER_MINUTE=0. Rounds
 // alternate the rows (A B A B …) after a warm-up; each row's ratio is to the bare Fastify
 // row of the same round. Each row also reports CPU per request of the server, the throwaway
-// PostgreSQL cluster and the load generator, which the ratio alone hides: the bare row is bound
-// by the load generator, and moves with it. Writes bench-results/latest.json.
+// PostgreSQL cluster and the load generator, which the ratio alone hides: in the bare row the
+// server and the load generator each use about one core, and it moves with both. Writes
+// bench-results/latest.json.
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
