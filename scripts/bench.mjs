@@ -50,7 +50,15 @@ function peakRssMb (pid) {
   return match === null ? NaN : Math.round(Number(match[1]) / 1024)
 }
 
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+/** Units of /proc's CPU times: 100 a second on every Linux this runs on; `getconf` says for sure. */
+function clockTicks () {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+  } catch {
+    return 100
+  }
+}
+const CLOCK_TICKS = clockTicks()
 
 /** User plus system CPU of a process and all its threads so far, in µs (/proc/<pid>/stat). */
 function cpuMicros (pid) {
