@@ -60,14 +60,18 @@ function clockTicks () {
 }
 const CLOCK_TICKS = clockTicks()
 
-/** User plus system CPU of a process and all its threads so far, in µs (/proc/<pid>/stat). */
-function cpuMicros (pid) {
+/** The fields of /proc/<pid>/stat after the command name (state first), or undefined if it is gone. */
+function procStat (pid) {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 1e6 / CLOCK_TICKS
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
   } catch {
-    return 0 // gone: it ended between the listing and the read
+    return undefined
   }
+}
+
+/** User plus system CPU of a process and all its threads so far, in µs. */
+function cpuMicros (fields) {
+  return fields === undefined ? 0 : (Number(fields[11]) + Number(fields[12])) * 1e6 / CLOCK_TICKS
 }
 
 /** CPU of each process of the throwaway PostgreSQL cluster (the postmaster and its children), in µs. */
@@ -75,12 +79,11 @@ function clusterCpu () {
   const root = cluster?.pid
   const byPid = new Map()
   if (root === undefined) return byPid
-  byPid.set(root, cpuMicros(root))
+  byPid.set(root, cpuMicros(procStat(root)))
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
-    try {
-      if (Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === root) byPid.set(Number(entry), cpuMicros(entry))
-    } catch {}
+    const fields = procStat(entry)
+    if (fields !== undefined && Number(fields[1]) === root) byPid.set(Number(entry), cpuMicros(fields))
   }
   return byPid
 }
@@ -178,7 +181,7 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     const measured = []
     for (const row of rows) {
-      const server0 = cpuMicros(row.server.pid)
+      const server0 = cpuMicros(procStat(row.server.pid))
       const database0 = row.database ? clusterCpu() : undefined
       const client0 = process.cpuUsage()
       const result = await load(row.url, row.requests, SECONDS)
@@ -186,7 +189,7 @@ try {
       measured.push({
         ...result,
         rssMb: peakRssMb(row.server.pid),
-        serverCpuUs: (cpuMicros(row.server.pid) - server0) / result.total,
+        serverCpuUs: (cpuMicros(procStat(row.server.pid)) - server0) / result.total,
         databaseCpuUs: database0 === undefined ? undefined : clusterCpuSince(database0) / result.total,
         clientCpuUs: (client.user + client.system) / result.total
       })
