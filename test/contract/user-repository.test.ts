@@ -91,6 +91,20 @@ eachDatabase(t, (t, db) => {
     t.equal((await users.findByUserId('app1', 'renamed'))?.name, 'N')
   })
 
+  t.test('a write from a stale read never lands on the user who now holds that user_id', async (t) => {
+    const { users } = await withApps(t)
+    const stale = user({ userId: 'passed-on' })
+    await users.insert(stale)
+    await users.update({ ...stale, userId: 'moved', version: 2 }, stale)
+    // Another user takes the freed user_id, at the version the stale read saw.
+    const holder = user({ userId: 'passed-on' })
+    await users.insert(holder)
+    t.equal(holder.version, stale.version)
+    await t.rejects(users.update({ ...stale, name: 'late', version: 2 }, stale), { code: '40001' })
+    t.same(await users.findByUserId('app1', 'passed-on'), holder, 'untouched')
+    t.equal((await users.findByUserId('app1', 'moved'))?.name, stale.name)
+  })
+
   t.test('a failed transaction leaves nothing behind', async (t) => {
     const { users, transactor } = await withApps(t)
     const kept = user()

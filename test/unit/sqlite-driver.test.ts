@@ -1,5 +1,7 @@
+import { CompiledQuery } from 'kysely'
 import t from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
+import { HOT_STATEMENTS } from '../../src/adapters/persistence/prepared.js'
 import { sampleUser } from '../helpers/users.js'
 
 t.test('a query outside a transaction waits for the connection; it never runs inside another\'s transaction', async (t) => {
@@ -28,4 +30,21 @@ t.test('a query outside a transaction waits for the connection; it never runs in
   await transaction
   t.match(await read, { userId: 'ada' }, 'answered after the commit')
   t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' }, 'and at once when the connection is free')
+})
+
+t.test('an update finds its row through the (app_id, user_id) index that the read before it walked', async (t) => {
+  const persistence = await openPersistence({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await persistence.close())
+  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  const ada = sampleUser({ appId: 'app', userId: 'ada' })
+  await persistence.users.insert(ada)
+  await persistence.users.update({ ...ada, name: 'Ada', version: 2 }, ada)
+
+  const updates = [...HOT_STATEMENTS].filter((sql) => sql.startsWith('update "users"'))
+  t.ok(updates.length > 0)
+  for (const sql of updates) {
+    const parameters = Array.from(sql.matchAll(/\?/g), () => null)
+    const plan = await persistence.db.executeQuery<{ detail: string }>(CompiledQuery.raw(`explain query plan ${sql}`, parameters))
+    t.match(plan.rows.map((row) => row.detail).join('; '), /USING INDEX users_app_user_id_key \(app_id=\? AND user_id=\?\)/, sql)
+  }
 })

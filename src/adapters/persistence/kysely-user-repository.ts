@@ -78,8 +78,10 @@ export function compileUserQueries (db: Kysely<DatabaseSchema>, dialect: Dialect
       let prepared = updates.get(key)
       if (prepared === undefined) {
         const set: Record<string, string | number> = Object.fromEntries(columns.map((c) => [c, '']))
+        // Found by (app_id, user_id), whose index the read before it has just walked (with a
+        // million users the klaim_id index's pages are seldom cached); klaim_id and version guard it.
         prepared = prepare(db.updateTable('users').set({ ...set, updated_at: 0, version: 0 })
-          .where('klaim_id', '=', '').where('version', '=', 0)) as Prepared<never>
+          .where('app_id', '=', '').where('user_id', '=', '').where('klaim_id', '=', '').where('version', '=', 0)) as Prepared<never>
         updates.set(key, prepared)
       }
       return prepared
@@ -131,7 +133,7 @@ export function kyselyUserRepository (db: Kysely<DatabaseSchema>, queries: UserQ
       }
       const columns = MUTABLE.filter((c) => changed[c])
       const parameters: unknown[] = columns.map((c) => row[c])
-      parameters.push(next.updatedAt, next.version, next.klaimId, previous.version)
+      parameters.push(next.updatedAt, next.version, previous.appId, previous.userId, previous.klaimId, previous.version)
       let result
       try {
         result = await queries.update(columns)(db, parameters)
