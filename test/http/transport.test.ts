@@ -65,6 +65,31 @@ eachDatabase(t, (t, db) => {
     t.equal((await client.request({ method: 'PUT', url: '/users/ada', payload: '{}' })).statusCode, 415, 'a body without a content type')
   })
 
+  t.test('a body that is not valid UTF-8 is invalid_json: its bytes are never replaced and stored', async (t) => {
+    const client = await freshClient(t, db)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada', name: 'Ada' })
+    const inName = (bytes: number[]) => Buffer.concat([Buffer.from('{"name": "'), Buffer.from(bytes), Buffer.from('"}')])
+    const cases: Array<[string, Buffer]> = [
+      ['bytes that are never UTF-8', inName([0xff, 0xfe])],
+      ['a lone surrogate encoded as bytes', inName([0xed, 0xa0, 0x80])],
+      ['a character cut short', inName([0xc3])],
+      ['an overlong encoding of "/"', inName([0xc0, 0xaf])]
+    ]
+    for (const [what, payload] of cases) {
+      for (const method of ['PUT', 'PATCH'] as const) {
+        const res = await client.request({ method, url: '/users/ada', payload, headers: { 'content-type': 'application/json' } })
+        t.equal(res.statusCode, 400, `${method}: ${what}`)
+        t.same(res.json(), { message: 'The request body is not valid JSON.', code: 'invalid_json' })
+      }
+    }
+    const created = await client.request({ method: 'POST', url: '/users', payload: Buffer.from('{"email": "b\xffb@example.com"}', 'latin1'), headers: { 'content-type': 'application/json' } })
+    t.equal(created.statusCode, 400)
+    t.equal(created.json().code, 'invalid_json')
+    t.equal((await client.request({ method: 'GET', url: '/users/ada' })).json().name, 'Ada', 'nothing was stored')
+    const valid = await client.request({ method: 'PUT', url: '/users/ada', payload: inName([0xc3, 0xa9, 0xf0, 0x9f, 0x98, 0x80]), headers: { 'content-type': 'application/json' } })
+    t.equal(valid.json().name, 'é😀', 'valid multi-byte characters still pass')
+  })
+
   t.test('health, ready, request ids and content types', async (t) => {
     const client = await freshClient(t, db)
     const health = await client.app.inject({ method: 'GET', url: '/health' })
