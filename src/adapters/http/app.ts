@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sendProblem } from './error-handler.js'
 import { FIELD_MESSAGES } from '../../domain/profile-rules.js'
-import { HttpProblem, invalidRequest, MESSAGES } from './problems.js'
+import { HttpProblem, invalidRequest, MESSAGES, problemBody } from './problems.js'
 import { registerMetrics, type MetricsOptions } from './metrics.js'
 import { registerOpenApi } from './openapi.js'
 import { HealthBody, errorResponse } from './schemas.js'
@@ -29,6 +31,34 @@ const FRAMEWORK_PROBLEMS: Record<string, () => HttpProblem> = {
   FST_ERR_BAD_URL: () => new HttpProblem(400, 'invalid_url', MESSAGES.invalidUrl),
   // Only /users/:user_id has a parameter, and 3072 characters exceed any valid encoded user_id.
   FST_ERR_MAX_PARAM_LENGTH: () => invalidRequest([{ path: '/path/user_id', message: FIELD_MESSAGES.userId }])
+}
+
+/** Errors of Node's HTTP parser, raised before Fastify sees a request (see `answerClientError`). */
+const CLIENT_ERROR_PROBLEMS: Record<string, () => HttpProblem> = {
+  HPE_HEADER_OVERFLOW: () => new HttpProblem(431, 'headers_too_large', MESSAGES.headersTooLarge),
+  HPE_INVALID_URL: () => new HttpProblem(400, 'invalid_url', MESSAGES.invalidUrl),
+  ERR_HTTP_REQUEST_TIMEOUT: () => new HttpProblem(408, 'request_timeout', MESSAGES.requestTimeout)
+}
+
+/**
+ * Answers a request Node's HTTP parser refused (a malformed request line or header, headers over
+ * 16 KiB, a body cut short) in the contract's error shape, with a request id that the log line
+ * carries too, where Fastify's default writes a body of its own. The connection is then closed,
+ * as the rest of its bytes cannot be trusted.
+ */
+function answerClientError (this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const problem = CLIENT_ERROR_PROBLEMS[error.code ?? '']?.() ?? new HttpProblem(400, 'bad_request', MESSAGES.badRequest)
+  const requestId = randomUUID()
+  // Not the error itself: its rawPacket holds the request's bytes, API key included.
+  this.log.info({ reqId: requestId, parserError: error.code, res: { statusCode: problem.statusCode } }, 'malformed request refused')
+  if (socket.writable) {
+    const body = JSON.stringify(problemBody(problem))
+    socket.write(`HTTP/1.1 ${problem.statusCode} ${STATUS_CODES[problem.statusCode] ?? ''}\r\n` +
+      `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
 }
 
 /**
@@ -68,10 +98,17 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     frameworkErrors: (error, request, reply) => {
       reply.header('x-request-id', request.id)
       sendProblem(FRAMEWORK_PROBLEMS[error.code]?.() ?? error, request, reply)
-    }
+    },
+    clientErrorHandler: answerClientError,
+    // Node would answer a missing Host with an empty 400 of its own; the hook below answers it.
+    http: { requireHostHeader: false }
   })
 
-  app.addHook('onRequest', async (request, reply) => { reply.header('x-request-id', request.id) })
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+    // RFC 9112, 3.2: a server must answer 400 to an HTTP/1.1 request without a Host header.
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') throw new HttpProblem(400, 'bad_request', MESSAGES.badRequest)
+  })
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }, 'request completed')
   })

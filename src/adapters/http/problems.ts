@@ -36,6 +36,8 @@ export const MESSAGES = {
   unavailable: 'The database is unavailable. Try again shortly.',
   invalidUrl: 'The URL is not valid.',
   badRequest: 'The request is malformed.',
+  headersTooLarge: 'The request headers are larger than 16384 bytes.',
+  requestTimeout: 'The request was not received in time.',
   internal: 'Internal server error'
 } as const
 

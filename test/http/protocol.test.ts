@@ -1,0 +1,64 @@
+import { connect } from 'node:net'
+import { Writable } from 'node:stream'
+import t from 'tap'
+import { buildHttpApp, loggerOptions } from '../../src/adapters/http/app.js'
+import { openUsersService } from '../../src/users-service.js'
+
+// Requests that Node's HTTP parser refuses never reach Fastify's routing, so `inject` cannot
+// send them: these tests talk to a listening server over a socket, byte for byte.
+
+interface RawResponse { status: number, headers: Record<string, string>, body: string }
+
+/** Writes `raw`, half-closes, and reads the whole answer until the server closes. */
+async function exchange (port: number, raw: string | Buffer): Promise<RawResponse> {
+  return await new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('error', reject)
+    socket.on('close', () => {
+      const text = Buffer.concat(chunks).toString('utf8')
+      const [head = '', ...rest] = text.split('\r\n\r\n')
+      const [statusLine = '', ...lines] = head.split('\r\n')
+      const headers = Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]))
+      resolve({ status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n') })
+    })
+    socket.end(raw)
+  })
+}
+
+t.test('requests the HTTP parser refuses get the contract\'s error shape, a request id and a log line', async (t) => {
+  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await service.close())
+  const logged: string[] = []
+  const stream = new Writable({ write (chunk, _enc, done) { logged.push(String(chunk)); done() } })
+  const app = await buildHttpApp({ service, logger: { ...loggerOptions('info'), stream } })
+  t.teardown(async () => await app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const { apiKey } = await service.createApp({ name: 'test' })
+  const auth = `Authorization: Bearer ${apiKey}\r\n`
+
+  const cases: Array<[string, string | Buffer, number, { message: string, code: string }]> = [
+    ['a header name with a space', `GET /users/ada HTTP/1.1\r\nHost: x\r\n${auth}Bad Header: 1\r\n\r\n`, 400, { message: 'The request is malformed.', code: 'bad_request' }],
+    ['a request line that is not HTTP', 'HELLO\r\n\r\n', 400, { message: 'The request is malformed.', code: 'bad_request' }],
+    ['a body cut short of its Content-Length', `PUT /users/ada HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{}`, 400, { message: 'The request is malformed.', code: 'bad_request' }],
+    ['raw UTF-8 bytes in the path', Buffer.from(`GET /users/é HTTP/1.1\r\nHost: x\r\n${auth}\r\n`), 400, { message: 'The URL is not valid.', code: 'invalid_url' }],
+    ['headers over 16 KiB', `GET /users/ada HTTP/1.1\r\nHost: x\r\n${auth}X-Big: ${'a'.repeat(17_000)}\r\n\r\n`, 431, { message: 'The request headers are larger than 16384 bytes.', code: 'headers_too_large' }],
+    ['an HTTP/1.1 request without Host', `GET /users/ada HTTP/1.1\r\n${auth}\r\n`, 400, { message: 'The request is malformed.', code: 'bad_request' }]
+  ]
+  for (const [what, raw, status, body] of cases) {
+    const res = await exchange(port, raw)
+    t.equal(res.status, status, what)
+    t.same(JSON.parse(res.body), body, what)
+    t.equal(res.headers['content-type'], 'application/json; charset=utf-8', what)
+    t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/, what)
+    t.ok(logged.some((line) => JSON.parse(line).reqId === res.headers['x-request-id']), `${what}: the log line carries the request id`)
+  }
+  t.notMatch(logged.join(''), apiKey.slice(9), 'the API key in the refused bytes is not logged')
+
+  const noHost = await exchange(port, 'GET /health HTTP/1.0\r\n\r\n')
+  t.equal(noHost.status, 200, 'HTTP/1.0 has no Host to require')
+  const ok = await exchange(port, `GET /users/ada HTTP/1.1\r\nHost: x\r\n${auth}Connection: close\r\n\r\n`)
+  t.equal(ok.status, 404, 'a well-formed request on a new connection is served as usual')
+})
