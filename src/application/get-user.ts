@@ -10,6 +10,8 @@ import { checkUserIdArgument, snapshotOf } from './update-user-profile.js'
 export function getUser ({ users }: { users: UserRepository }) {
   return async function (command: { appId: string, userId: string, snapshot?: UserSnapshot | undefined }): Promise<UserProfile> {
     const userId = checkUserIdArgument(command.userId)
+    // A plain JavaScript caller's non-string appId names no app: answered as a missing user.
+    if (typeof command.appId !== 'string') throw new UserNotFoundError()
     const snapshot = snapshotOf(command, userId)
     const user = snapshot !== undefined ? snapshot.user : await users.findByUserId(command.appId, userId)
     if (user === undefined) throw new UserNotFoundError()

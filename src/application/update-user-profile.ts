@@ -32,7 +32,8 @@ export function snapshotOf (command: { appId: string, snapshot?: UserSnapshot | 
 
 function checkIfMatch (value: string | undefined): IfMatch | undefined {
   if (value === undefined) return undefined
-  const parsed = parseIfMatch(value)
+  // In-process callers in plain JavaScript can pass anything.
+  const parsed = typeof value === 'string' ? parseIfMatch(value) : undefined
   if (parsed === undefined) throw new ValidationError([{ path: '/ifMatch', message: IF_MATCH_MESSAGE }])
   return parsed
 }
@@ -52,6 +53,8 @@ export function updateUserProfile ({ transactor, clock }: { transactor: Transact
     const userId = checkUserIdArgument(command.userId)
     const condition = checkIfMatch(command.ifMatch)
     const changes = parseProfileChanges(command.changes)
+    // A plain JavaScript caller's non-string appId names no app: answered as a missing user.
+    if (typeof command.appId !== 'string') throw new UserNotFoundError()
 
     // The first attempt may start from the snapshot: the guarded write refuses it if the row has
     // changed since, and the next attempt reads afresh. A transaction reads under its own lock.

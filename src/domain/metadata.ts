@@ -22,6 +22,9 @@ export const METADATA_MESSAGES = {
   bytes: `metadata must be at most ${METADATA_LIMITS.bytes} bytes as compact UTF-8 JSON`
 } as const
 
+/** Past this many, a patch's errors are not collected further (only 100 are ever reported). */
+const MAX_PATCH_ERRORS = 100
+
 // eslint-disable-next-line no-control-regex -- U+0000 is exactly what must be found
 const BAD_CHARACTER = /[\u0000\p{Cs}]/u
 
@@ -59,12 +62,15 @@ function checkKey (key: string, path: string, errors: FieldError[]): void {
  */
 export function checkMetadataPatch (value: unknown, path: string, errors: FieldError[], depth = 1): void {
   if (depth > METADATA_LIMITS.depth) return
-  const entries: Array<[string | number, unknown]> = Array.isArray(value)
-    ? value.map((item, i) => [i, item])
-    : Object.entries(value as Record<string, unknown>)
-  for (const [key, item] of entries) {
+  if (Array.isArray(value)) {
+    // Index by index: an in-process caller's sparse array has holes, and a hole is not JSON.
+    for (let i = 0; i < value.length && errors.length <= MAX_PATCH_ERRORS; i++) checkJsonValue(value[i], pointer(path, i), errors, depth)
+    return
+  }
+  for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
+    if (errors.length > MAX_PATCH_ERRORS) return
     const at = pointer(path, key)
-    if (typeof key === 'string') checkKey(key, at, errors)
+    checkKey(key, at, errors)
     checkJsonValue(item, at, errors, depth)
   }
 }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { ValidationError } from '../../src/domain/errors.js'
-import { applyMetadata, jsonEqual, mergePatch, METADATA_MESSAGES } from '../../src/domain/metadata.js'
+import { applyMetadata, checkMetadataPatch, jsonEqual, mergePatch, METADATA_MESSAGES } from '../../src/domain/metadata.js'
 import { applyProfileChanges, parseProfileChanges } from '../../src/domain/profile-rules.js'
 import type { JsonObject } from '../../src/domain/user.js'
 import { sampleUser } from '../helpers/users.js'
@@ -89,6 +89,14 @@ t.test('key rules apply to the patch at every depth', async (t) => {
   t.same(patchErrors({ a: '\ud83d' }), [{ path: '/metadata/a', message: METADATA_MESSAGES.badString }], 'a lone surrogate')
   t.same(patchErrors({ '\ud83d': 1 }), [{ path: '/metadata/\ud83d', message: METADATA_MESSAGES.badString }])
   t.same(patchErrors({ a: new Date(0), b: undefined, c: () => 1 }).map((e) => e.path), ['/metadata/a', '/metadata/b', '/metadata/c'], 'in-process callers pass only JSON')
+  // eslint-disable-next-line no-sparse-arrays -- the hole is the point
+  t.same(patchErrors({ a: [1, , 3] }), [{ path: '/metadata/a/1', message: METADATA_MESSAGES.notJson }], 'a hole in a sparse array is not JSON')
+  const holes: unknown[] = []
+  holes[1_000_000] = 1
+  const collected: Array<{ path: string, message: string }> = []
+  checkMetadataPatch({ a: holes }, '/metadata', collected)
+  t.equal(collected.length, 101, 'a huge sparse array is not walked to its end: 100 errors are reported, 101 collected')
+  t.equal(patchErrors({ a: holes }).length, 100)
   t.same(patchErrors([1]), [{ path: '/metadata', message: METADATA_MESSAGES.notObject }])
   t.same(patchErrors('x'), [{ path: '/metadata', message: METADATA_MESSAGES.notObject }])
   const cyclic: Record<string, unknown> = {}
