@@ -62,3 +62,25 @@ t.test('requests the HTTP parser refuses get the contract\'s error shape, a requ
   const ok = await exchange(port, `GET /users/ada HTTP/1.1\r\nHost: x\r\n${auth}Connection: close\r\n\r\n`)
   t.equal(ok.status, 404, 'a well-formed request on a new connection is served as usual')
 })
+
+t.test('a request not received whole in time is a 408 request_timeout', async (t) => {
+  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await service.close())
+  const app = await buildHttpApp({ service, requestTimeoutMs: 200 })
+  t.teardown(async () => await app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const { apiKey } = await service.createApp({ name: 'test' })
+  // The body never arrives whole: the server, not the test, ends the exchange.
+  const res = await new Promise<string>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let text = ''
+    socket.on('data', (chunk: Buffer) => { text += chunk.toString('utf8') })
+    socket.on('error', reject)
+    socket.on('close', () => resolve(text))
+    socket.write(`PUT /users/ada HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${apiKey}\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{"na`)
+  })
+  t.match(res, /^HTTP\/1\.1 408 /)
+  t.match(res, /\r\ncontent-type: application\/json; charset=utf-8\r\n/)
+  t.same(JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4)), { message: 'The request was not received in time.', code: 'request_timeout' })
+})

@@ -18,6 +18,8 @@ export interface HttpAppOptions {
   authFailuresPerMinute?: number
   /** Prometheus metrics at /metrics (default on); `false` turns them off. */
   metrics?: false | MetricsOptions
+  /** How long a client may take to send one whole request, headers and body (default 30 s); then 408. */
+  requestTimeoutMs?: number
   /** OpenAPI at /openapi.json and the docs page at /docs (default on). */
   docs?: boolean
   /** Pino options, `false` for silence; see `loggerOptions`. */
@@ -81,6 +83,7 @@ export function loggerOptions (level: string): NonNullable<Exclude<FastifyServer
 
 /** The whole HTTP service on one Fastify instance, ready for `listen` or `inject`. */
 export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyInstance> {
+  const requestTimeout = options.requestTimeoutMs ?? 30_000
   const app = Fastify({
     logger: options.loggerInstance === undefined ? options.logger ?? false : undefined,
     loggerInstance: options.loggerInstance,
@@ -100,8 +103,16 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
       sendProblem(FRAMEWORK_PROBLEMS[error.code]?.() ?? error, request, reply)
     },
     clientErrorHandler: answerClientError,
-    // Node would answer a missing Host with an empty 400 of its own; the hook below answers it.
-    http: { requireHostHeader: false }
+    // Fastify's default is no limit: a client trickling a body could hold a connection forever.
+    requestTimeout,
+    http: {
+      // Node would answer a missing Host with an empty 400 of its own; the hook below answers it.
+      requireHostHeader: false,
+      // Node swaps the two timeouts when the headers' is the longer (60 s by default).
+      headersTimeout: requestTimeout,
+      // Node enforces the timeouts when it checks its connections, every 30 s by default.
+      connectionsCheckingInterval: Math.min(1000, requestTimeout)
+    }
   })
 
   app.addHook('onRequest', async (request, reply) => {
