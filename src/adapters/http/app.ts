@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sendProblem } from './error-handler.js'
@@ -48,13 +48,17 @@ const CLIENT_ERROR_PROBLEMS: Record<string, () => HttpProblem> = {
  * carries too, where Fastify's default writes a body of its own. The connection is then closed,
  * as the rest of its bytes cannot be trusted.
  */
-function answerClientError (this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
+function answerClientError (this: FastifyInstance, error: Error & { code?: string }, socket: Socket & { _httpMessage?: ServerResponse | null }): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return
   const problem = CLIENT_ERROR_PROBLEMS[error.code ?? '']?.() ?? new HttpProblem(400, 'bad_request', MESSAGES.badRequest)
   const requestId = randomUUID()
   // Not the error itself: its rawPacket holds the request's bytes, API key included.
   this.log.info({ reqId: requestId, parserError: error.code, res: { statusCode: problem.statusCode } }, 'malformed request refused')
-  if (socket.writable) {
+  // A pipelined request received whole before the bad one may still be answering (Node keeps its
+  // response as the socket's _httpMessage): a 400 now would read as its answer, though it may
+  // have run. Then the connection is only closed.
+  const answering = socket._httpMessage
+  if (socket.writable && (answering == null || !answering.req.complete)) {
     const body = JSON.stringify(problemBody(problem))
     socket.write(`HTTP/1.1 ${problem.statusCode} ${STATUS_CODES[problem.statusCode] ?? ''}\r\n` +
       `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
