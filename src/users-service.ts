@@ -1,4 +1,4 @@
-import { authenticate, createApiKey, createApp } from './application/apps.js'
+import { authenticate, createApiKey, createApp, listApiKeys } from './application/apps.js'
 import { createUser } from './application/create-user.js'
 import { getUser } from './application/get-user.js'
 import { idempotent } from './application/idempotency.js'
@@ -32,7 +32,7 @@ export async function openUsersService (options: UsersServiceOptions) {
     createApp: createApp(appDeps),
     createApiKey: createApiKey(appDeps),
     listApps: async () => await apps.listApps(),
-    listApiKeys: async ({ appId }: { appId: string }) => await apps.listKeys(appId),
+    listApiKeys: listApiKeys(appDeps),
     revokeApiKey: async ({ keyId }: { keyId: string }) => await apps.revokeKey(keyId, clock.now()),
     authenticate: authenticate(appDeps),
     idempotent: idempotent({ transactor, store: idempotency, clock }),

@@ -39,11 +39,24 @@ export function createApp (deps: AppDeps) {
   }
 }
 
+const unknownApp = (): ValidationError => new ValidationError([{ path: '/appId', message: 'is not a known app' }])
+
 /** Adds an API key to an existing app. Throws `ValidationError` for an unknown app. */
 export function createApiKey (deps: AppDeps) {
   return async function ({ appId }: { appId: string }): Promise<CreatedKey> {
-    if (!await deps.apps.appExists(appId)) throw new ValidationError([{ path: '/appId', message: 'is not a known app' }])
+    if (typeof appId !== 'string' || !await deps.apps.appExists(appId)) throw unknownApp()
     return await issueKey(deps, appId)
+  }
+}
+
+/**
+ * An app's keys, revoked ones included (never the keys themselves). Throws `ValidationError` for
+ * an unknown app, so a mistyped app id is not taken for an app without keys.
+ */
+export function listApiKeys ({ apps }: Pick<AppDeps, 'apps'>) {
+  return async function ({ appId }: { appId: string }): Promise<ApiKey[]> {
+    if (typeof appId !== 'string' || !await apps.appExists(appId)) throw unknownApp()
+    return await apps.listKeys(appId)
   }
 }
 

@@ -72,8 +72,8 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.equal(JSON.parse(out[0] ?? '')[0].name, 'shop')
   t.equal(await cli('keys', 'create', appId), 0)
   t.match(out[1], /^klaim_sk_/)
-  t.equal(await cli('keys', 'list', 'app_none'), 0)
-  t.match(out[0], /No keys/)
+  t.equal(await cli('keys', 'list', 'app_none'), 1, 'a mistyped app id is not an app without keys')
+  t.match(err[0], /\/appId is not a known app/)
   t.equal(await cli('keys', 'list', appId), 0)
   t.equal(out.length, 2)
   const keyId = out[0]?.split(' ')[0] ?? ''

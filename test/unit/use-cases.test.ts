@@ -84,6 +84,8 @@ eachDatabase(t, (t, db) => {
     t.equal((await users.authenticate(apiKey))?.appId, appId)
     t.equal(await users.authenticate('klaim_sk_nope'), undefined)
     t.equal((await users.listApiKeys({ appId })).length, 2)
+    await t.rejects(users.listApiKeys({ appId: 'app_unknown' }), { code: 'validation_failed', errors: [{ path: '/appId' }] }, 'an unknown app is not an app without keys')
+    await t.rejects(users.createApiKey({ appId: 5 as unknown as string }), { code: 'validation_failed', errors: [{ path: '/appId' }] })
     t.same((await users.listApps()).map((a) => a.name), ['app'])
   })
 
