@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { isAbsolute, dirname, resolve } from 'node:path'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
@@ -14,7 +15,8 @@ const Settings = Type.Object({
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 1000 }),
   SQLITE_SYNCHRONOUS: Type.Union([Type.Literal('NORMAL'), Type.Literal('FULL')]),
   METRICS: Type.Union([Type.Literal('on'), Type.Literal('off')]),
-  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 1 }))
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
+  TRUST_PROXY: Type.Optional(Type.String({ minLength: 1, description: 'comma-separated addresses or CIDR ranges of trusted proxies, or loopback, linklocal, uniquelocal' }))
 })
 type SettingValues = Static<typeof Settings>
 
@@ -28,7 +30,8 @@ const DEFAULTS: Record<keyof SettingValues, string | undefined> = {
   DATABASE_POOL_MAX: '10',
   SQLITE_SYNCHRONOUS: 'NORMAL',
   METRICS: 'on',
-  METRICS_TOKEN: undefined
+  METRICS_TOKEN: undefined,
+  TRUST_PROXY: undefined
 }
 const NUMERIC = new Set(['PORT', 'RATE_LIMIT_PER_MINUTE', 'AUTH_FAILURES_PER_MINUTE', 'DATABASE_POOL_MAX'])
 
@@ -44,6 +47,19 @@ export interface Config {
   sqliteSynchronous: 'NORMAL' | 'FULL'
   /** Serve /metrics (METRICS=off turns it off); METRICS_TOKEN protects it. */
   metrics: false | { token?: string }
+  /** Proxies whose X-Forwarded-For names the client (TRUST_PROXY); none by default. */
+  trustProxy: string[]
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/** One TRUST_PROXY entry: an address, a CIDR range, or one of proxy-addr's names. */
+function isProxyEntry (entry: string): boolean {
+  if (PROXY_NAMES.has(entry)) return true
+  const [address = '', bits, ...rest] = entry.split('/')
+  const family = isIP(address)
+  if (family === 0 || rest.length > 0) return false
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128))
 }
 
 export class ConfigError extends Error {
@@ -69,6 +85,10 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`${name} is invalid (${JSON.stringify(env[name] ?? '')}): ${schema?.description ?? error.message}`)
   }
   const settings = raw as SettingValues
+  const trustProxy = settings.TRUST_PROXY?.split(',').map((entry) => entry.trim()) ?? []
+  if (!trustProxy.every(isProxyEntry)) {
+    throw new ConfigError(`TRUST_PROXY is invalid (${JSON.stringify(settings.TRUST_PROXY)}): ${Settings.properties.TRUST_PROXY.description ?? ''}`)
+  }
   const database = parseDatabaseUrl(settings.DATABASE_URL)
   if (database === undefined) throw new ConfigError(`DATABASE_URL is invalid: ${Settings.properties.DATABASE_URL.description ?? ''}`)
   return {
@@ -81,7 +101,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     authFailuresPerMinute: settings.AUTH_FAILURES_PER_MINUTE,
     poolMax: settings.DATABASE_POOL_MAX,
     sqliteSynchronous: settings.SQLITE_SYNCHRONOUS,
-    metrics: settings.METRICS === 'off' ? false : settings.METRICS_TOKEN === undefined ? {} : { token: settings.METRICS_TOKEN }
+    metrics: settings.METRICS === 'off' ? false : settings.METRICS_TOKEN === undefined ? {} : { token: settings.METRICS_TOKEN },
+    trustProxy
   }
 }
 

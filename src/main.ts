@@ -38,6 +38,7 @@ async function main (): Promise<void> {
     logger: loggerOptions(config.logLevel),
     rateLimitPerMinute: config.rateLimitPerMinute,
     authFailuresPerMinute: config.authFailuresPerMinute,
+    trustProxy: config.trustProxy,
     metrics: config.metrics === false ? false : { ...config.metrics, pool: service.pool }
   })
   logs.to = app.log

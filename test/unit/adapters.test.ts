@@ -15,6 +15,11 @@ t.test('configuration: defaults, and one clear error per bad setting', async (t)
   t.equal(loadConfig({ METRICS: 'OFF' }).metrics, false)
   t.same(loadConfig({ METRICS_TOKEN: 't' }).metrics, { token: 't' })
   t.same(loadConfig({}).metrics, {})
+  t.same(loadConfig({}).trustProxy, [], 'no proxy is trusted unless named')
+  t.same(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,::1, fd00::/8,loopback' }).trustProxy, ['10.0.0.0/8', '127.0.0.1', '::1', 'fd00::/8', 'loopback'])
+  for (const bad of ['nope', '10.0.0.0/33', '::1/129', '10.0.0.0/', '10.0.0.0/8/1', '1.2.3', 'true', '1', '10.0.0.1,,10.0.0.2']) {
+    t.throws(() => loadConfig({ TRUST_PROXY: bad }), { message: `TRUST_PROXY is invalid (${JSON.stringify(bad)}): comma-separated addresses or CIDR ranges of trusted proxies, or loopback, linklocal, uniquelocal` }, bad)
+  }
   t.equal(dataFolder({ dialect: 'sqlite', filename: '/var/lib/klaim/users.db' }), '/var/lib/klaim')
   t.equal(dataFolder({ dialect: 'sqlite', filename: ':memory:' }), `${process.cwd()}/data`)
   t.equal(dataFolder({ dialect: 'postgres', connectionString: 'postgres://x/y' }), `${process.cwd()}/data`)

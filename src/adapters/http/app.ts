@@ -18,6 +18,12 @@ export interface HttpAppOptions {
   authFailuresPerMinute?: number
   /** Prometheus metrics at /metrics (default on); `false` turns them off. */
   metrics?: false | MetricsOptions
+  /**
+   * Proxies (addresses, CIDR ranges, or `loopback`, `linklocal`, `uniquelocal`) whose
+   * `X-Forwarded-For` names the client, for the per-IP limit on failed authentications and the
+   * logs. None by default: behind a proxy every client would otherwise share the proxy's address.
+   */
+  trustProxy?: string[]
   /** How long a client may take to send one whole request, headers and body (default 30 s); then 408. */
   requestTimeoutMs?: number
   /** OpenAPI at /openapi.json and the docs page at /docs (default on). */
@@ -95,6 +101,7 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     routerOptions: { maxParamLength: 3072 },
     bodyLimit: 64 * 1024,
     requestIdHeader: false,
+    trustProxy: options.trustProxy !== undefined && options.trustProxy.length > 0 ? options.trustProxy : false,
     // One line per request, written when it completes (see the onResponse hook), not two.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: (req) => {
