@@ -23,20 +23,32 @@ export interface IdempotentRequest {
  * different request under the same key, `IdempotencyInProgressError` while the first still runs.
  */
 export function idempotent ({ transactor, store, clock }: { transactor: Transactor, store: IdempotencyStore, clock: Clock }) {
-  async function claim (request: IdempotentRequest): Promise<StoredResponse | undefined> {
+  /** Claims the key (returning the claim's `lockedUntil`), or returns the stored response to replay. */
+  async function claim (request: IdempotentRequest): Promise<{ lockedUntil: number } | { replay: StoredResponse }> {
     const now = clock.now()
     const fresh: IdempotencyRecord = { fingerprint: request.fingerprint, response: undefined, lockedUntil: now + IDEMPOTENCY_LOCK_MS, expiresAt: now + IDEMPOTENCY_TTL_MS }
     const existing = await store.claim(request.scope, request.key, fresh)
-    if (existing === undefined) return undefined
+    if (existing === undefined) return fresh
     const expired = existing.expiresAt <= now
     if (!expired) {
-      if (existing.fingerprint !== request.fingerprint) throw new IdempotencyKeyReusedError()
-      if (existing.response !== undefined) return existing.response
+      const replay = answerOf(existing, request)
+      if (replay !== undefined) return { replay }
       if (existing.lockedUntil > now) throw new IdempotencyInProgressError()
     }
     // Expired, or abandoned by a request that died: take it over, unless another retry just did.
     if (!await store.takeOver(request.scope, request.key, existing, fresh)) throw new IdempotencyInProgressError()
-    return undefined
+    return fresh
+  }
+
+  /**
+   * What a request whose claim was taken over answers (it ran past the lock, and a retry took the
+   * key): the retry's response once stored, else "in progress". Its own change was rolled back.
+   */
+  async function afterTakeOver (request: IdempotentRequest): Promise<{ response: StoredResponse, replayed: boolean }> {
+    const record = await store.find(request.scope, request.key)
+    const replay = record === undefined ? undefined : answerOf(record, request)
+    if (replay === undefined) throw new IdempotencyInProgressError()
+    return { response: replay, replayed: true }
   }
 
   return async function run (
@@ -44,21 +56,32 @@ export function idempotent ({ transactor, store, clock }: { transactor: Transact
     work: (uow: UnitOfWork) => Promise<StoredResponse>,
     storedFailure: (error: unknown) => StoredResponse | undefined
   ): Promise<{ response: StoredResponse, replayed: boolean }> {
-    const replay = await claim(request)
-    if (replay !== undefined) return { response: replay, replayed: true }
+    const claimed = await claim(request)
+    if ('replay' in claimed) return { response: claimed.replay, replayed: true }
+    const { lockedUntil } = claimed
     try {
       const response = await transactor.transaction(async (uow) => {
         const made = await work(uow)
-        await uow.idempotency.complete(request.scope, request.key, made)
+        // Taken over since: this change must not land beside the other request's.
+        if (!await uow.idempotency.complete(request.scope, request.key, lockedUntil, made)) throw new ClaimTakenOver()
         return made
       })
       return { response, replayed: false }
     } catch (error) {
+      if (error instanceof ClaimTakenOver) return await afterTakeOver(request)
       const failure = storedFailure(error)
       // Nothing changed (the transaction rolled back), so the answer is stored on its own.
-      if (failure !== undefined) await store.complete(request.scope, request.key, failure)
-      else await store.release(request.scope, request.key).catch(() => {})
+      if (failure !== undefined && !await store.complete(request.scope, request.key, lockedUntil, failure)) return await afterTakeOver(request)
+      if (failure === undefined) await store.release(request.scope, request.key, lockedUntil).catch(() => {})
       throw error
     }
   }
 }
+
+/** The stored response of `record` for `request`; throws when the key was used for another request. */
+function answerOf (record: IdempotencyRecord, request: IdempotentRequest): StoredResponse | undefined {
+  if (record.fingerprint !== request.fingerprint) throw new IdempotencyKeyReusedError()
+  return record.response
+}
+
+class ClaimTakenOver extends Error {}

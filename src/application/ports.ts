@@ -48,16 +48,22 @@ export interface IdempotencyRecord {
   expiresAt: number
 }
 
-/** Idempotency keys and their responses, shared by every process through the database. */
+/**
+ * Idempotency keys and their responses, shared by every process through the database. A claim
+ * is known by its `lockedUntil`: once another request has taken the key over, the first one can
+ * neither answer nor release it.
+ */
 export interface IdempotencyStore {
   /** Stores `record` unless the key exists; returns the existing record, or undefined when claimed. */
   claim(scope: string, key: string, record: IdempotencyRecord): Promise<IdempotencyRecord | undefined>
+  /** The record stored under the key, if any. */
+  find(scope: string, key: string): Promise<IdempotencyRecord | undefined>
   /** Replaces `previous` with `record` only if it is still what is stored; false when someone else did. */
   takeOver(scope: string, key: string, previous: IdempotencyRecord, record: IdempotencyRecord): Promise<boolean>
-  /** Stores the response of a claimed key. */
-  complete(scope: string, key: string, response: StoredResponse): Promise<void>
-  /** Forgets a claimed key whose request failed without an answer worth keeping. */
-  release(scope: string, key: string): Promise<void>
+  /** Stores the response of the claim made with `lockedUntil`; false, storing nothing, when that claim is no longer held. */
+  complete(scope: string, key: string, lockedUntil: number, response: StoredResponse): Promise<boolean>
+  /** Forgets the claim made with `lockedUntil`, unless it was answered or taken over. */
+  release(scope: string, key: string, lockedUntil: number): Promise<void>
   /** Deletes expired keys; returns how many. */
   purgeExpired(now: number): Promise<number>
 }

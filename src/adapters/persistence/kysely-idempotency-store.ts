@@ -23,9 +23,13 @@ export function kyselyIdempotencyStore (db: Kysely<DatabaseSchema>): Idempotency
         .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
         .returning('key').executeTakeFirst()
       if (inserted !== undefined) return undefined
-      const row = await db.selectFrom('idempotency_keys').selectAll().where('scope', '=', scope).where('key', '=', key).executeTakeFirst()
       // Deleted between the two statements (released or purged): claim it again.
-      return row === undefined ? await this.claim(scope, key, record) : toRecord(row)
+      return await this.find(scope, key) ?? await this.claim(scope, key, record)
+    },
+
+    async find (scope, key) {
+      const row = await db.selectFrom('idempotency_keys').selectAll().where('scope', '=', scope).where('key', '=', key).executeTakeFirst()
+      return row === undefined ? undefined : toRecord(row)
     },
 
     async takeOver (scope, key, previous, record) {
@@ -37,14 +41,18 @@ export function kyselyIdempotencyStore (db: Kysely<DatabaseSchema>): Idempotency
       return result.numUpdatedRows > 0n
     },
 
-    async complete (scope, key, response) {
-      await db.updateTable('idempotency_keys')
+    async complete (scope, key, lockedUntil, response) {
+      const result = await db.updateTable('idempotency_keys')
         .set({ status: response.status, body: response.body, headers: JSON.stringify(response.headers) })
-        .where('scope', '=', scope).where('key', '=', key).execute()
+        .where('scope', '=', scope).where('key', '=', key).where('locked_until', '=', lockedUntil).where('status', 'is', null)
+        .executeTakeFirst()
+      return result.numUpdatedRows > 0n
     },
 
-    async release (scope, key) {
-      await db.deleteFrom('idempotency_keys').where('scope', '=', scope).where('key', '=', key).where('status', 'is', null).execute()
+    async release (scope, key, lockedUntil) {
+      await db.deleteFrom('idempotency_keys')
+        .where('scope', '=', scope).where('key', '=', key).where('locked_until', '=', lockedUntil).where('status', 'is', null)
+        .execute()
     },
 
     async purgeExpired (now) {

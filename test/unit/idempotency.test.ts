@@ -1,0 +1,80 @@
+import t, { type Test } from 'tap'
+import { idempotent, IDEMPOTENCY_LOCK_MS } from '../../src/application/idempotency.js'
+import type { IdempotencyRecord, IdempotencyStore, StoredResponse, Transactor, UnitOfWork } from '../../src/application/ports.js'
+import { IdempotencyInProgressError, UserNotFoundError } from '../../src/domain/errors.js'
+import { eachDatabase } from '../helpers/databases.js'
+import { freshPersistence } from '../helpers/fixtures.js'
+
+const request = { scope: 'api-key', key: 'retry-1', fingerprint: 'PUT /users/ada {}' }
+const answer = (body: string): StoredResponse => ({ status: 200, body, headers: {} })
+const record = (now: number): IdempotencyRecord => ({ fingerprint: 'f', response: undefined, lockedUntil: now + IDEMPOTENCY_LOCK_MS, expiresAt: now + 86_400_000 })
+const notStored = (): undefined => undefined
+
+/** A retry that takes the abandoned key over and is still running. */
+async function takeOverUnanswered (store: IdempotencyStore, now: number): Promise<IdempotencyRecord> {
+  const stored = await store.find(request.scope, request.key)
+  const claim = { ...record(now), fingerprint: request.fingerprint }
+  if (stored === undefined || !await store.takeOver(request.scope, request.key, stored, claim)) throw new Error('the retry could not take the key over')
+  return claim
+}
+
+// A request that runs past its 60 s lock, whose key a retry takes over: the transactor below runs
+// `meanwhile` (the retry) after the slow request's claim and before its transaction, as a long
+// stall between the two would. Each run leaves a mark through its unit of work, so a change that
+// landed shows.
+eachDatabase(t, (t, db) => {
+  type Meanwhile = (retry: ReturnType<typeof idempotent>, store: IdempotencyStore, now: number) => Promise<unknown>
+  async function setup (t: Test, meanwhile: Meanwhile) {
+    const { transactor, idempotency: store } = await freshPersistence(t, db)
+    let now = 1_800_000_000_000
+    const clock = { now: () => now }
+    const plain = idempotent({ transactor, store, clock })
+    let stalled = false
+    const slow: Transactor = {
+      ...transactor,
+      transaction: async (work) => {
+        if (!stalled) {
+          stalled = true
+          now += IDEMPOTENCY_LOCK_MS + 1
+          await meanwhile(plain, store, now)
+        }
+        return await transactor.transaction(work)
+      }
+    }
+    const mark = async (uow: UnitOfWork, who: string): Promise<void> => { await uow.idempotency.claim('marks', who, record(now)) }
+    const marked = async (who: string): Promise<boolean> => await store.find('marks', who) !== undefined
+    return { run: idempotent({ transactor: slow, store, clock }), store, mark, marked }
+  }
+
+  t.test('a request taken over past its lock: its change is rolled back and it answers with the retry\'s response', async (t) => {
+    const { run, store, mark, marked } = await setup(t, async (retryRun) => {
+      const retry = await retryRun(request, async (uow) => { await mark(uow, 'retry'); return answer('"retry"') }, notStored)
+      t.same(retry, { response: answer('"retry"'), replayed: false }, 'the retry takes the abandoned key and runs')
+    })
+    const slow = await run(request, async (uow) => { await mark(uow, 'slow'); return answer('"slow"') }, notStored)
+    t.same(slow, { response: answer('"retry"'), replayed: true })
+    t.notOk(await marked('slow'), 'the slow request\'s change did not land')
+    t.ok(await marked('retry'))
+    t.same((await store.find(request.scope, request.key))?.response, answer('"retry"'), 'the retry\'s response is kept, not overwritten')
+  })
+
+  t.test('a request taken over while the retry still runs: 409 in progress, its change rolled back, the retry\'s claim kept', async (t) => {
+    let retryClaim: IdempotencyRecord | undefined
+    const { run, store, mark, marked } = await setup(t, async (_retry, store, now) => {
+      retryClaim = await takeOverUnanswered(store, now)
+    })
+    await t.rejects(run(request, async (uow) => { await mark(uow, 'slow'); return answer('"slow"') }, notStored), IdempotencyInProgressError)
+    t.notOk(await marked('slow'))
+    t.same(await store.find(request.scope, request.key), retryClaim, 'the retry still holds the key')
+  })
+
+  t.test('a taken-over request neither stores its failure nor releases the key it lost', async (t) => {
+    const stillRunning: Meanwhile = async (_retry, store, now) => await takeOverUnanswered(store, now)
+    const failing = await setup(t, stillRunning)
+    await t.rejects(failing.run(request, async () => { throw new UserNotFoundError() }, () => answer('"404"')), IdempotencyInProgressError, 'a failure worth storing')
+    t.equal((await failing.store.find(request.scope, request.key))?.response, undefined, 'is not stored over the retry\'s claim')
+    const crashing = await setup(t, stillRunning)
+    await t.rejects(crashing.run(request, async () => { throw new Error('connection lost') }, notStored), { message: 'connection lost' }, 'a failure not worth storing')
+    t.not(await crashing.store.find(request.scope, request.key), undefined, 'does not release the retry\'s claim')
+  })
+})
