@@ -70,9 +70,12 @@ export function idempotent ({ transactor, store, clock }: { transactor: Transact
     } catch (error) {
       if (error instanceof ClaimTakenOver) return await afterTakeOver(request)
       const failure = storedFailure(error)
+      if (failure === undefined) {
+        await store.release(request.scope, request.key, lockedUntil).catch(() => {})
+        throw error
+      }
       // Nothing changed (the transaction rolled back), so the answer is stored on its own.
-      if (failure !== undefined && !await store.complete(request.scope, request.key, lockedUntil, failure)) return await afterTakeOver(request)
-      if (failure === undefined) await store.release(request.scope, request.key, lockedUntil).catch(() => {})
+      if (!await store.complete(request.scope, request.key, lockedUntil, failure)) return await afterTakeOver(request)
       throw error
     }
   }

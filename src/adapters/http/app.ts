@@ -24,7 +24,7 @@ export interface HttpAppOptions {
    * logs. None by default: behind a proxy every client would otherwise share the proxy's address.
    */
   trustProxy?: string[]
-  /** How long a client may take to send one whole request, headers and body (default 30 s); then 408. */
+  /** How long a client may take to send one whole request, headers and body (default 30 s; 0: no limit); then 408. */
   requestTimeoutMs?: number
   /** OpenAPI at /openapi.json and the docs page at /docs (default on). */
   docs?: boolean
@@ -119,10 +119,12 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     http: {
       // Node would answer a missing Host with an empty 400 of its own; the hook below answers it.
       requireHostHeader: false,
-      // Node swaps the two timeouts when the headers' is the longer (60 s by default).
-      headersTimeout: requestTimeout,
-      // Node enforces the timeouts when it checks its connections, every 30 s by default.
-      connectionsCheckingInterval: Math.min(1000, requestTimeout)
+      ...requestTimeout > 0 && {
+        // Node swaps the two timeouts when the headers' is the longer (60 s by default).
+        headersTimeout: requestTimeout,
+        // Node enforces the timeouts when it checks its connections, every 30 s by default.
+        connectionsCheckingInterval: Math.min(1000, requestTimeout)
+      }
     }
   })
 
