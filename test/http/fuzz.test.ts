@@ -1,12 +1,15 @@
 import fc from 'fast-check'
 import t from 'tap'
 import { eachDatabase } from '../helpers/databases.js'
-import { freshClient } from '../helpers/fixtures.js'
+import { buildHttpApp } from '../../src/adapters/http/app.js'
+import { jsonEqual } from '../../src/domain/metadata.js'
+import { clientFor, freshService } from '../helpers/fixtures.js'
 
 // Thousands of random and mutated requests: never a 500, always a JSON error with a code, and
-// the stored user is either unchanged or exactly what the accepted response says.
-// A longer run: FUZZ_RUNS=20000 npx tap test/http/fuzz.test.ts
-const SEED = 424242
+// the stored user is either unchanged or exactly what the accepted response says (key order
+// aside: PostgreSQL's jsonb reorders metadata keys, and the contract leaves key order open).
+// A longer run, or another one: FUZZ_RUNS=20000 FUZZ_SEED=7 npm test -- test/http/fuzz.test.ts
+const SEED = Number(process.env.FUZZ_SEED ?? 424242)
 const RUNS = Number(process.env.FUZZ_RUNS ?? 1500)
 
 const text = fc.oneof(
@@ -41,7 +44,12 @@ const request = fc.record({
 
 eachDatabase(t, (t, db) => {
   t.test(`fuzz: ${RUNS} requests (seed ${SEED})`, async (t) => {
-    const client = await freshClient(t, db)
+    // No rate limit: a long run's own checking reads would pass 6,000 a minute and get 429s.
+    const service = await freshService(t, db)
+    const app = await buildHttpApp({ service, rateLimitPerMinute: 0 })
+    t.teardown(async () => await app.close())
+    const { appId, apiKey } = await service.createApp({ name: 'fuzz' })
+    const client = clientFor(app, service, appId, apiKey)
     await client.createUser({ email: 'ada@example.com', user_id: 'ada', metadata: { keep: 1 } })
     await client.createUser({ email: 'bob@example.com', user_id: 'bob' })
     const read = await client.request({ method: 'GET', url: '/users/ada' })
@@ -52,6 +60,8 @@ eachDatabase(t, (t, db) => {
 
     await fc.assert(fc.asyncProperty(request, async (r) => {
       const path = r.path === 'CURRENT' ? encodeURIComponent(current.user_id) : r.path
+      // A random path can name the user too, once it was renamed to one of the sample strings.
+      const targetsCurrent = path === encodeURIComponent(current.user_id)
       const headers: Record<string, string> = {}
       if (r.contentType !== undefined) headers['content-type'] = r.contentType
       if (r.ifMatch != null) headers['if-match'] = r.ifMatch === 'CURRENT_ETAG' ? etag : r.ifMatch
@@ -61,16 +71,19 @@ eachDatabase(t, (t, db) => {
       if (res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(r)}: ${res.body}`)
       const answer = res.json()
       if (res.statusCode >= 400 && (typeof answer.code !== 'string' || typeof answer.message !== 'string')) throw new Error(`no error shape: ${res.body}`)
-      const stored = await client.request({ method: 'GET', url: `/users/${encodeURIComponent(res.statusCode === 200 && r.method !== 'GET' && r.method !== 'POST' ? answer.user_id : current.user_id)}` })
+      // An accepted update of the user (not a replay of an earlier answer) may have renamed it.
+      const updated = res.statusCode === 200 && (r.method === 'PUT' || r.method === 'PATCH') && targetsCurrent && res.headers['idempotent-replayed'] === undefined
+      const stored = await client.request({ method: 'GET', url: `/users/${encodeURIComponent(updated ? answer.user_id : current.user_id)}` })
       const storedBody = stored.json()
-      if (res.statusCode === 200 && (r.method === 'PUT' || r.method === 'PATCH') && r.path === 'CURRENT') {
-        if (JSON.stringify(storedBody) !== JSON.stringify(answer)) throw new Error(`stored ${stored.body} but answered ${res.body}`)
+      if (updated) {
+        if (!jsonEqual(storedBody, answer)) throw new Error(`stored ${stored.body} but answered ${res.body}`)
         current = storedBody
         etag = stored.headers.etag as string
-      } else if (JSON.stringify(storedBody) !== JSON.stringify(current)) {
+      } else if (!jsonEqual(storedBody, current)) {
         throw new Error(`a ${res.statusCode} changed the user: ${stored.body} (was ${JSON.stringify(current)}) after ${JSON.stringify(r)}`)
       }
-    }), { seed: SEED, numRuns: runs })
+      // No shrinking: the server's state moves on with every run, so a shrunk case would mislead.
+    }), { seed: SEED, numRuns: runs, endOnFailure: true })
     t.ok(Object.keys(statuses).every((s) => Number(s) < 500), `statuses seen: ${JSON.stringify(statuses)}`)
     t.ok(Object.keys(statuses).length >= 6, 'the fuzz reaches many outcomes')
   })
