@@ -50,6 +50,7 @@ t.test('driver errors are classified once, for both drivers', async (t) => {
   t.notOk(isRetryable(null))
   t.ok(isUnavailable({ code: 'ECONNREFUSED' }))
   t.ok(isUnavailable({ code: '57P01' }))
+  t.ok(isUnavailable({ code: '55P03' }), 'a lock wait past lock_timeout')
   t.ok(isUnavailable(new Error('Connection terminated unexpectedly')))
   t.notOk(isUnavailable(new Error('syntax error')))
   t.notOk(isUnavailable('x'))

@@ -14,6 +14,12 @@ import { openSqlite, type SqliteSynchronous } from './sqlite.js'
 export interface PersistenceOptions {
   databaseUrl: string
   poolMax?: number
+  /**
+   * PostgreSQL only: how long a statement waits for a lock another transaction holds before
+   * failing as unavailable (default 5000 ms), so a lock left by a vanished client cannot hold
+   * requests, and with them the pool's connections, indefinitely.
+   */
+  postgresLockTimeoutMs?: number
   sqliteSynchronous?: SqliteSynchronous
   onPoolError?: (error: Error) => void
   /**
@@ -45,7 +51,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
   const location = parseDatabaseUrl(options.databaseUrl)
   if (location === undefined) throw new TypeError('databaseUrl must be sqlite:<path>, sqlite::memory:, postgres://... or postgresql://...')
   const { db, pool } = location.dialect === 'postgres'
-    ? openPostgres(location.connectionString, { poolMax: options.poolMax ?? 10, onPoolError: options.onPoolError ?? (() => {}) })
+    ? openPostgres(location.connectionString, { poolMax: options.poolMax ?? 10, lockTimeoutMs: options.postgresLockTimeoutMs ?? 5000, onPoolError: options.onPoolError ?? (() => {}) })
     : { db: openSqlite(location.filename, { synchronous: options.sqliteSynchronous ?? 'NORMAL', checkpointInBackground: options.sqliteBackgroundCheckpoints }), pool: undefined }
   const dialect = location.dialect
   const queries = compileUserQueries(db, dialect)

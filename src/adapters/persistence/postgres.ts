@@ -13,9 +13,12 @@ const statementNames = new Map<string, string>()
  * does not invalidate the plans of processes still running the old code.
  */
 function keepHotStatementsPrepared (client: pg.PoolClient): void {
-  const query = client.query.bind(client) as (config: pg.QueryConfig | string, values?: unknown[]) => Promise<pg.QueryResult>
-  client.query = ((text: unknown, values?: unknown[]) => {
-    if (typeof text !== 'string' || !HOT_STATEMENTS.has(text)) return query(text as string, values)
+  const query = client.query.bind(client) as (...args: unknown[]) => Promise<pg.QueryResult>
+  client.query = ((...args: unknown[]) => {
+    const [text, values] = args
+    // Anything but Kysely's (text, values) promise call passes through as it came (pool.query
+    // adds a callback, for one).
+    if (args.length > 2 || typeof values === 'function' || typeof text !== 'string' || !HOT_STATEMENTS.has(text)) return query(...args)
     let name = statementNames.get(text)
     if (name === undefined) {
       name = `klaim_${hash('sha1', text, 'hex').slice(0, 16)}`
@@ -27,16 +30,30 @@ function keepHotStatementsPrepared (client: pg.PoolClient): void {
 
 export interface PostgresOptions {
   poolMax: number
+  /** How long a statement waits for another transaction's lock before failing (`lock_timeout`). */
+  lockTimeoutMs: number
   /** Told about errors of idle clients (a restarted server, say); the pool replaces them. */
   onPoolError: (error: Error) => void
 }
+
+/**
+ * Ends a session left idle inside a transaction, so the locks of a client that vanished
+ * mid-transaction (a partitioned or dead host, which sends no reset) are released after this
+ * long, not after the server's TCP keepalive gives up (two hours by default). Transactions here
+ * go from one statement to the next without waiting on anything but the database.
+ */
+const IDLE_IN_TRANSACTION_MS = 10_000
 
 export function openPostgres (connectionString: string, options: PostgresOptions): { db: Kysely<DatabaseSchema>, pool: pg.Pool } {
   const pool = new pg.Pool({
     connectionString,
     max: options.poolMax,
     // Fail fast while the database is down, so callers get a 503 instead of waiting forever.
-    connectionTimeoutMillis: 5000
+    connectionTimeoutMillis: 5000,
+    // Sent as startup parameters (a DATABASE_URL query parameter of the same name overrides).
+    // A request held behind a lock that is not released fails (503) instead of waiting on.
+    lock_timeout: options.lockTimeoutMs,
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS
   })
   // Without a listener an idle client's error would crash the process.
   pool.on('error', options.onPoolError)
