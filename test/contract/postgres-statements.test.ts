@@ -1,10 +1,9 @@
 import { sql } from 'kysely'
 import pg from 'pg'
 import t from 'tap'
-import { buildHttpApp } from '../../src/adapters/http/app.js'
-import { openUsersService } from '../../src/users-service.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { databases } from '../helpers/databases.js'
+import { freshClient } from '../helpers/fixtures.js'
 import { sampleUser } from '../helpers/users.js'
 
 const postgres = databases.find((db) => db.dialect === 'postgres')
@@ -37,31 +36,26 @@ if (postgres === undefined) {
   })
 
   t.test('a lock nobody releases fails the request with a 503 after the lock timeout, and idle transactions end', async (t) => {
-    const databaseUrl = await postgres.fresh(t)
-    const service = await openUsersService({ databaseUrl, postgresLockTimeoutMs: 300 })
-    t.teardown(async () => await service.close())
-    const app = await buildHttpApp({ service })
-    t.teardown(async () => await app.close())
-    const { apiKey } = await service.createApp({ name: 'app' })
-    const headers = { authorization: `Bearer ${apiKey}` }
-    await app.inject({ method: 'POST', url: '/users', headers, payload: { email: 'ada@example.com', user_id: 'ada' } })
+    const client = await freshClient(t, postgres, { postgresLockTimeoutMs: 300 })
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
 
     // Another client locks the row and never lets go, as one that vanished mid-transaction would.
-    const other = new pg.Client({ connectionString: databaseUrl })
+    const { location } = client.service
+    const other = new pg.Client({ connectionString: location.dialect === 'postgres' ? location.connectionString : '' })
     await other.connect()
     t.teardown(async () => await other.end())
     await other.query('begin')
     await other.query("select 1 from users where user_id = 'ada' for update")
-    for (const idempotencyKey of [undefined, 'k1']) {
-      const put = await app.inject({ method: 'PUT', url: '/users/ada', headers: { ...headers, ...(idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey }) }, payload: { name: 'Ada' } })
-      t.equal(put.statusCode, 503, `waits ${idempotencyKey === undefined ? 'in the UPDATE' : 'for the row lock of the transaction'}, then gives up`)
+    for (const headers of [{}, { 'idempotency-key': 'k1' }] as Array<Record<string, string>>) {
+      const put = await client.put('ada', { name: 'Ada' }, headers)
+      t.equal(put.statusCode, 503, `waits ${'idempotency-key' in headers ? 'for the row lock of the transaction' : 'in the UPDATE'}, then gives up`)
       t.same(put.json(), { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' })
     }
     await other.query('commit')
-    const put = await app.inject({ method: 'PUT', url: '/users/ada', headers: { ...headers, 'idempotency-key': 'k1' }, payload: { name: 'Ada' } })
+    const put = await client.put('ada', { name: 'Ada' }, { 'idempotency-key': 'k1' })
     t.equal(put.statusCode, 200, 'the lock released, the same request succeeds (a 503 keeps no idempotency answer)')
 
-    const settings = await service.pool?.query<{ lock: string, idle: string }>("select current_setting('lock_timeout') as lock, current_setting('idle_in_transaction_session_timeout') as idle")
+    const settings = await client.service.pool?.query<{ lock: string, idle: string }>("select current_setting('lock_timeout') as lock, current_setting('idle_in_transaction_session_timeout') as idle")
     t.same(settings?.rows, [{ lock: '300ms', idle: '10s' }], 'every pooled session carries both limits')
   })
 }
