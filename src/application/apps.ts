@@ -39,7 +39,8 @@ export function createApp (deps: AppDeps) {
   }
 }
 
-const unknownApp = (): ValidationError => new ValidationError([{ path: '/appId', message: 'is not a known app' }])
+/** The `ValidationError` for an `appId` that names no app, where one is created or changed. */
+export const unknownApp = (): ValidationError => new ValidationError([{ path: '/appId', message: 'is not a known app' }])
 
 /** Adds an API key to an existing app. Throws `ValidationError` for an unknown app. */
 export function createApiKey (deps: AppDeps) {

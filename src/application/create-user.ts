@@ -2,6 +2,7 @@ import { UserIdTakenError, ValidationError } from '../domain/errors.js'
 import { applyMetadata } from '../domain/metadata.js'
 import { parseNewUser } from '../domain/profile-rules.js'
 import { klaimId, toProfile, type AcquisitionSource, type User, type UserProfile } from '../domain/user.js'
+import { unknownApp } from './apps.js'
 import { KlaimIdCollisionError, UnknownAppError, type Clock, type IdSource, type Transactor, type UnitOfWork } from './ports.js'
 
 export interface CreateUserCommand {
@@ -13,8 +14,6 @@ export interface CreateUserCommand {
 }
 
 const MAX_ID_DRAWS = 5
-
-const unknownApp = (): ValidationError => new ValidationError([{ path: '/appId', message: 'is not a known app' }])
 
 /**
  * Creates a user of `appId`. `userId` defaults to the generated klaim_id; `metadata` is merged

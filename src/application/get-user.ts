@@ -1,7 +1,7 @@
 import { UserNotFoundError } from '../domain/errors.js'
 import { toProfile, type UserProfile } from '../domain/user.js'
 import type { UserRepository, UserSnapshot } from './ports.js'
-import { checkUserIdArgument, snapshotOf } from './update-user-profile.js'
+import { checkAppIdArgument, checkUserIdArgument, snapshotOf } from './update-user-profile.js'
 
 /**
  * Reads one user of an app, or takes it from `snapshot` (see `UserSnapshot`). Throws
@@ -10,8 +10,7 @@ import { checkUserIdArgument, snapshotOf } from './update-user-profile.js'
 export function getUser ({ users }: { users: UserRepository }) {
   return async function (command: { appId: string, userId: string, snapshot?: UserSnapshot | undefined }): Promise<UserProfile> {
     const userId = checkUserIdArgument(command.userId)
-    // A plain JavaScript caller's non-string appId names no app: answered as a missing user.
-    if (typeof command.appId !== 'string') throw new UserNotFoundError()
+    checkAppIdArgument(command.appId)
     const snapshot = snapshotOf(command, userId)
     const user = snapshot !== undefined ? snapshot.user : await users.findByUserId(command.appId, userId)
     if (user === undefined) throw new UserNotFoundError()

@@ -18,6 +18,15 @@ export interface UpdateUserProfileCommand {
 
 export const IF_MATCH_MESSAGE = 'must be * or a list of entity tags'
 
+/**
+ * The command's appId for a read or an update. A plain JavaScript caller's non-string appId names
+ * no app, so it is answered as a missing user, as an unknown app is.
+ */
+export function checkAppIdArgument (appId: unknown): string {
+  if (typeof appId !== 'string') throw new UserNotFoundError()
+  return appId
+}
+
 /** Checks what needs no database: the path's user_id, the `If-Match` syntax and the changes. */
 export function checkUserIdArgument (userId: unknown, path = '/userId'): string {
   if (!isValidUserId(userId)) throw new ValidationError([{ path, message: FIELD_MESSAGES.userId }])
@@ -53,8 +62,7 @@ export function updateUserProfile ({ transactor, clock }: { transactor: Transact
     const userId = checkUserIdArgument(command.userId)
     const condition = checkIfMatch(command.ifMatch)
     const changes = parseProfileChanges(command.changes)
-    // A plain JavaScript caller's non-string appId names no app: answered as a missing user.
-    if (typeof command.appId !== 'string') throw new UserNotFoundError()
+    checkAppIdArgument(command.appId)
 
     // The first attempt may start from the snapshot: the guarded write refuses it if the row has
     // changed since, and the next attempt reads afresh. A transaction reads under its own lock.
