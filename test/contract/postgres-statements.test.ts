@@ -36,7 +36,7 @@ if (postgres === undefined) {
   })
 
   t.test('a lock nobody releases fails the request with a 503 after the lock timeout, and idle transactions end', async (t) => {
-    const client = await freshClient(t, postgres, { postgresLockTimeoutMs: 300 })
+    const client = await freshClient(t, postgres, { lockTimeoutMs: 300 })
     await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
 
     // Another client locks the row and never lets go, as one that vanished mid-transaction would.

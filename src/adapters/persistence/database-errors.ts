@@ -20,10 +20,19 @@ export function foreignKeyViolation (error: unknown): boolean {
 
 const RETRYABLE_POSTGRES = new Set(['40001', '40P01']) // serialization_failure, deadlock_detected
 
-/** A transaction the database aborted to break a deadlock or keep serialisability: run it again. */
+/** The code of the error a SQLite statement fails with after waiting the lock timeout for another process's lock. */
+export const SQLITE_LOCK_TIMEOUT = 'SQLITE_LOCK_TIMEOUT'
+
+/** SQLite found the lock it needs held by another connection (`SQLITE_BUSY` or an extended form of it). */
+export function isSqliteBusy (error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY')
+}
+
+/** A transaction the database aborted to break a deadlock or keep serialisability, or SQLite's busy one: run it again. */
 export function isRetryable (error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code
-  return typeof code === 'string' && (RETRYABLE_POSTGRES.has(code) || code === 'SQLITE_BUSY')
+  return typeof code === 'string' && (RETRYABLE_POSTGRES.has(code) || isSqliteBusy(error))
 }
 
 const UNAVAILABLE_CODES = new Set([
@@ -31,6 +40,7 @@ const UNAVAILABLE_CODES = new Set([
   '57P01', '57P02', '57P03', // admin_shutdown, crash_shutdown, cannot_connect_now
   '53300', // too_many_connections
   '55P03', '57014', // lock_not_available (lock_timeout), query_canceled (statement_timeout)
+  SQLITE_LOCK_TIMEOUT,
   '08000', '08001', '08003', '08004', '08006' // connection exceptions
 ])
 

@@ -15,11 +15,12 @@ export interface PersistenceOptions {
   databaseUrl: string
   poolMax?: number
   /**
-   * PostgreSQL only: how long a statement waits for a lock another transaction holds before
-   * failing as unavailable (default 5000 ms), so a lock left by a vanished client cannot hold
+   * How long a statement waits for a lock another transaction holds before failing as
+   * unavailable (default 5000 ms): on PostgreSQL a lock left by a vanished client, on SQLite the
+   * write lock of another process on the file (a long CLI command, a `VACUUM`). Neither can hold
    * requests, and with them the pool's connections, indefinitely.
    */
-  postgresLockTimeoutMs?: number
+  lockTimeoutMs?: number
   sqliteSynchronous?: SqliteSynchronous
   onPoolError?: (error: Error) => void
   /**
@@ -50,9 +51,10 @@ export interface Persistence {
 export async function openPersistence (options: PersistenceOptions): Promise<Persistence> {
   const location = parseDatabaseUrl(options.databaseUrl)
   if (location === undefined) throw new TypeError('databaseUrl must be sqlite:<path>, sqlite::memory:, postgres://... or postgresql://...')
+  const lockTimeoutMs = options.lockTimeoutMs ?? 5000
   const { db, pool } = location.dialect === 'postgres'
-    ? openPostgres(location.connectionString, { poolMax: options.poolMax ?? 10, lockTimeoutMs: options.postgresLockTimeoutMs ?? 5000, onPoolError: options.onPoolError ?? (() => {}) })
-    : { db: openSqlite(location.filename, { synchronous: options.sqliteSynchronous ?? 'NORMAL', checkpointInBackground: options.sqliteBackgroundCheckpoints }), pool: undefined }
+    ? openPostgres(location.connectionString, { poolMax: options.poolMax ?? 10, lockTimeoutMs, onPoolError: options.onPoolError ?? (() => {}) })
+    : { db: openSqlite(location.filename, { synchronous: options.sqliteSynchronous ?? 'NORMAL', lockTimeoutMs, checkpointInBackground: options.sqliteBackgroundCheckpoints }), pool: undefined }
   const dialect = location.dialect
   const queries = compileUserQueries(db, dialect)
   const persistence: Persistence = {

@@ -5,6 +5,7 @@ import {
   CompiledQuery, Kysely, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler,
   type DatabaseConnection, type Dialect, type Driver, type QueryResult
 } from 'kysely'
+import { isSqliteBusy as isBusy, SQLITE_LOCK_TIMEOUT } from './database-errors.js'
 import { runDirectly } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js'
@@ -12,14 +13,24 @@ import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkp
 export type SqliteSynchronous = 'NORMAL' | 'FULL'
 
 const STATEMENT_CACHE_SIZE = 256
+/** Pauses between attempts at a lock another process holds, in ms; the last one repeats. */
+const LOCK_RETRY_DELAYS = [0, 1, 2, 5, 10, 20, 50, 100]
+
+async function pause (ms: number): Promise<void> {
+  await new Promise<void>((resolve) => ms === 0 ? setImmediate(resolve) : setTimeout(resolve, ms))
+}
 
 /** better-sqlite3 behind Kysely, reusing prepared statements (Kysely's own driver prepares every query afresh). */
 class SqliteConnection implements DatabaseConnection {
   readonly #db: BetterSqlite3.Database
   readonly #statements = new Map<string, BetterSqlite3.Statement>()
+  readonly #waitForLock: (attempt: number) => Promise<void>
+  readonly #lockTimeoutMs: number
 
-  constructor (db: BetterSqlite3.Database) {
+  constructor (db: BetterSqlite3.Database, lockTimeoutMs: number, waitForLock: (attempt: number) => Promise<void>) {
     this.#db = db
+    this.#lockTimeoutMs = lockTimeoutMs
+    this.#waitForLock = waitForLock
   }
 
   #prepare (sql: string): BetterSqlite3.Statement {
@@ -39,8 +50,26 @@ class SqliteConnection implements DatabaseConnection {
     return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] }
   }
 
+  /**
+   * A statement that finds another process holding the lock it needs is tried again after a
+   * pause, for up to the lock timeout, then fails as SQLITE_LOCK_TIMEOUT (unavailable). Only a
+   * statement begun outside a transaction (on its own, or the `BEGIN` itself) can be run again
+   * as is; inside one, the error goes to the transaction's owner, which runs it all again.
+   */
   async executeQuery<R> ({ sql, parameters }: CompiledQuery): Promise<QueryResult<R>> {
-    return this.run(sql, parameters)
+    const started = performance.now()
+    for (let attempt = 0; ; attempt++) {
+      const alone = !this.#db.inTransaction
+      try {
+        return this.run(sql, parameters)
+      } catch (error) {
+        if (!alone || !isBusy(error)) throw error
+        if (performance.now() - started >= this.#lockTimeoutMs) {
+          throw Object.assign(new Error(`database is locked: gave up after ${this.#lockTimeoutMs} ms`), { code: SQLITE_LOCK_TIMEOUT, cause: error })
+        }
+        await this.#waitForLock(attempt)
+      }
+    }
   }
 
   async * streamQuery<R> ({ sql, parameters, query }: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
@@ -61,10 +90,10 @@ class SqliteDriver implements Driver {
   readonly #waiting: Array<() => void> = []
   #busy = false
 
-  constructor (db: BetterSqlite3.Database, checkpointer: SqliteCheckpointer | undefined) {
+  constructor (db: BetterSqlite3.Database, lockTimeoutMs: number, checkpointer: SqliteCheckpointer | undefined) {
     this.#db = db
     this.#checkpointer = checkpointer
-    this.#connection = new SqliteConnection(db)
+    this.#connection = new SqliteConnection(db, lockTimeoutMs, async (attempt) => await this.#waitForLock(attempt))
   }
 
   async init (): Promise<void> {}
@@ -75,7 +104,25 @@ class SqliteDriver implements Driver {
    * undefined, and the caller queues through Kysely.
    */
   runNow<R> (sql: string, parameters: readonly unknown[]): QueryResult<R> | undefined {
-    return this.#busy || !this.#db.open ? undefined : this.#connection.run(sql, parameters)
+    if (this.#busy || !this.#db.open) return undefined
+    try {
+      return this.#connection.run(sql, parameters)
+    } catch (error) {
+      // Another process holds the lock: the queued way waits for it without blocking.
+      if (isBusy(error)) return undefined
+      throw error
+    }
+  }
+
+  /**
+   * The holder of the connection waits for another process's lock: the connection goes to the
+   * requests queued behind it meanwhile (reads need no lock in WAL mode), and comes back after
+   * the pause. SQLite's own busy timeout would sleep with the whole event loop stalled.
+   */
+  async #waitForLock (attempt: number): Promise<void> {
+    await this.releaseConnection()
+    await pause(LOCK_RETRY_DELAYS[Math.min(attempt, LOCK_RETRY_DELAYS.length - 1)] as number)
+    await this.acquireConnection()
   }
 
   async acquireConnection (): Promise<DatabaseConnection> {
@@ -91,7 +138,9 @@ class SqliteDriver implements Driver {
   }
 
   async beginTransaction (connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('begin'))
+    // The write lock up front: a deferred transaction that reads first can find it taken at its
+    // first write, too late to wait for it.
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'))
   }
 
   async commitTransaction (connection: DatabaseConnection): Promise<void> {
@@ -110,6 +159,8 @@ class SqliteDriver implements Driver {
 
 export interface SqliteOptions {
   synchronous: SqliteSynchronous
+  /** How long a statement waits for a lock another process holds before failing as unavailable. */
+  lockTimeoutMs: number
   /** Checkpoint the WAL from a worker thread (see SqliteCheckpointer), reporting failures here. */
   checkpointInBackground?: { onError: (error: Error) => void }
 }
@@ -124,14 +175,15 @@ export function openSqlite (filename: string, options: SqliteOptions): Kysely<Da
   db.pragma('journal_mode = WAL')
   db.pragma(`synchronous = ${options.synchronous}`)
   db.pragma('foreign_keys = ON')
-  // Other processes on the same file wait for the write lock instead of failing at once.
-  db.pragma('busy_timeout = 5000')
+  // Waiting for another process's lock is the driver's job (see SqliteConnection.executeQuery):
+  // SQLite's busy timeout would wait inside the synchronous call, with the event loop stalled.
+  db.pragma('busy_timeout = 0')
   let checkpointer: SqliteCheckpointer | undefined
   if (options.checkpointInBackground !== undefined && filename !== ':memory:') {
     db.pragma(`wal_autocheckpoint = ${SAFETY_NET_CHECKPOINT_PAGES}`)
     checkpointer = new SqliteCheckpointer(filename, options.checkpointInBackground.onError)
   }
-  const driver = new SqliteDriver(db, checkpointer)
+  const driver = new SqliteDriver(db, options.lockTimeoutMs, checkpointer)
   const dialect: Dialect = {
     createAdapter: () => new SqliteAdapter(),
     createDriver: () => driver,

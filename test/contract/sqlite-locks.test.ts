@@ -1,0 +1,91 @@
+import assert from 'node:assert'
+import BetterSqlite3 from 'better-sqlite3'
+import { CompiledQuery } from 'kysely'
+import t, { type Test } from 'tap'
+import { buildHttpApp } from '../../src/adapters/http/app.js'
+import { isUnavailable } from '../../src/adapters/persistence/database-errors.js'
+import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
+import { openUsersService } from '../../src/users-service.js'
+import { databases } from '../helpers/databases.js'
+import { clientFor } from '../helpers/fixtures.js'
+import { sampleUser } from '../helpers/users.js'
+
+const sqlite = databases.find((db) => db.dialect === 'sqlite') ?? assert.fail('SQLite is always among the test databases')
+
+/** Another connection to the file, as another process (the CLI, a second server) would hold. */
+function rivalConnection (t: Test, databaseUrl: string): BetterSqlite3.Database {
+  const rival = new BetterSqlite3(databaseUrl.slice('sqlite:'.length), { timeout: 0 })
+  t.teardown(() => rival.close())
+  return rival
+}
+
+t.test('a write that finds another process holding the write lock waits for it without stalling the process', async (t) => {
+  const databaseUrl = await sqlite.freshShared(t)
+  const persistence = await openPersistence({ databaseUrl, lockTimeoutMs: 60_000 })
+  t.teardown(async () => await persistence.close())
+  const { apps, users } = persistence
+  await apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  const ada = sampleUser()
+  await users.insert(ada)
+  const rival = rivalConnection(t, databaseUrl)
+
+  rival.exec('begin immediate')
+  // The UPDATE meets the lock within this call: with SQLite's own busy timeout it would sleep
+  // right here, and the whole event loop with it.
+  const update = users.update({ ...ada, name: 'Ada', updatedAt: 2, version: 2 }, ada)
+  let settled = false
+  update.then(() => { settled = true }, () => { settled = true })
+  t.match(await users.findByUserId('app', 'ada'), { name: null }, 'a read is answered meanwhile (WAL mode never makes one wait)')
+  t.equal(settled, false, 'the update still waits for the lock')
+
+  rival.exec('commit')
+  await update
+  t.match(await users.findByUserId('app', 'ada'), { name: 'Ada', version: 2 }, 'the lock released, the update lands')
+})
+
+t.test('inside a transaction, a statement that meets the lock fails at once, for the transaction to be run again', async (t) => {
+  const databaseUrl = await sqlite.freshShared(t)
+  const persistence = await openPersistence({ databaseUrl, lockTimeoutMs: 60_000 })
+  t.teardown(async () => await persistence.close())
+  const rival = rivalConnection(t, databaseUrl)
+
+  await persistence.db.connection().execute(async (connection) => {
+    // A deferred transaction: its snapshot is taken by the read, before the rival writes.
+    await connection.executeQuery(CompiledQuery.raw('begin'))
+    await connection.executeQuery(CompiledQuery.raw('select count(*) from apps'))
+    rival.exec('begin immediate')
+    await t.rejects(connection.executeQuery(CompiledQuery.raw("insert into apps (id, name, created_at) values ('a', 'a', 1)")), { code: /^SQLITE_BUSY/ },
+      'run again alone, the statement would leave the transaction it belongs to')
+    await connection.executeQuery(CompiledQuery.raw('rollback'))
+  })
+  rival.exec('rollback')
+})
+
+t.test('a write lock nobody releases fails the request with a 503 after the lock timeout', async (t) => {
+  const databaseUrl = await sqlite.freshShared(t)
+  const service = await openUsersService({ databaseUrl, lockTimeoutMs: 200 })
+  t.teardown(async () => await service.close())
+  const app = await buildHttpApp({ service })
+  t.teardown(async () => await app.close())
+  const { appId, apiKey } = await service.createApp({ name: 'test' })
+  const client = clientFor(app, service, appId, apiKey)
+  const rival = rivalConnection(t, databaseUrl)
+  await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
+
+  rival.exec('begin immediate')
+  for (const headers of [{}, { 'idempotency-key': 'k1' }] as Array<Record<string, string>>) {
+    const put = await client.put('ada', { name: 'Ada' }, headers)
+    t.equal(put.statusCode, 503, `waits ${'idempotency-key' in headers ? 'at the transaction\'s BEGIN' : 'in the UPDATE'}, then gives up`)
+    t.same(put.json(), { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' })
+  }
+  const created = await client.createUser({ email: 'bob@example.com', user_id: 'bob' })
+  t.equal(created.statusCode, 503, 'a create gives up the same way')
+
+  const inProcess = await client.service.updateUserProfile({ appId: client.appId, userId: 'ada', changes: { name: 'Ada' } }).catch((error: unknown) => error)
+  t.match(inProcess, { code: 'SQLITE_LOCK_TIMEOUT', message: /database is locked/ }, 'in-process, the error says why')
+  t.ok(isUnavailable(inProcess), 'and counts as the database being unavailable')
+
+  rival.exec('rollback')
+  const put = await client.put('ada', { name: 'Ada' }, { 'idempotency-key': 'k1' })
+  t.equal(put.statusCode, 200, 'the lock released, the same request succeeds (a 503 keeps no idempotency answer)')
+})
