@@ -58,4 +58,49 @@ if (postgres === undefined) {
     const settings = await client.service.pool?.query<{ lock: string, idle: string }>("select current_setting('lock_timeout') as lock, current_setting('idle_in_transaction_session_timeout') as idle")
     t.same(settings?.rows, [{ lock: '300ms', idle: '10s' }], 'every pooled session carries both limits')
   })
+
+  t.test('a connection lost while a request holds it fails that request with a 503, not the process', async (t) => {
+    // One pooled connection, so the next request waits for the very one that is lost.
+    const client = await freshClient(t, postgres, { lockTimeoutMs: 60_000, poolMax: 1 })
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
+    const { location, pool } = client.service
+    const connectionString = location.dialect === 'postgres' ? location.connectionString : ''
+    const [locker, admin] = [new pg.Client({ connectionString }), new pg.Client({ connectionString })]
+    for (const other of [locker, admin]) {
+      await other.connect()
+      t.teardown(async () => await other.end())
+    }
+    type Held = pg.PoolClient & { processID: number, connection: pg.Connection }
+    const held = new Map<number, Held>()
+    pool?.on('acquire', (client) => held.set((client as Held).processID, client as Held))
+
+    // The request is made to wait for a row lock; then its connection goes, one way or another:
+    // the server ends its session (an administrator, a restart, idle_in_transaction_session_timeout),
+    // or the socket just closes, with no word from the server (a reset, a crashed backend).
+    const losses: Array<[string, (pid: number) => Promise<unknown>]> = [
+      ['the server terminates the session', async (pid) => await admin.query('select pg_terminate_backend($1)', [pid])],
+      ['the socket closes', async (pid) => held.get(pid)?.connection.stream.destroy()]
+    ]
+    for (const [how, lose] of losses) {
+      for (const keyed of [false, true]) {
+        const headers = (n: number): Record<string, string> => keyed ? { 'idempotency-key': `k${n}-${how}` } : {}
+        await locker.query('begin')
+        await locker.query("select 1 from users where user_id = 'ada' for update")
+        const put = client.put('ada', { name: 'Ada' }, headers(1))
+        let waiting: number | undefined
+        while (waiting === undefined) {
+          const { rows } = await admin.query<{ pid: number }>("select pid from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'")
+          waiting = rows[0]?.pid
+        }
+        const next = client.put('ada', { name: `Ada ${how}` }, headers(2))
+        while (pool?.waitingCount === 0) await new Promise((resolve) => setImmediate(resolve))
+        await lose(waiting)
+        const lost = await put
+        await locker.query('rollback')
+        t.equal(lost.statusCode, 503, `${how} (${keyed ? 'in a transaction' : 'alone'}): a 503`)
+        t.same(lost.json(), { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' })
+        t.equal((await next).statusCode, 200, 'the next request, which waited for the connection, gets a new one')
+      }
+    }
+  })
 }

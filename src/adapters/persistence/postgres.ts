@@ -28,6 +28,33 @@ function keepHotStatementsPrepared (client: pg.PoolClient): void {
   }) as typeof client.query
 }
 
+/**
+ * Keeps a lost connection from crashing the process, or from going back to the pool.
+ * - The pool listens for a client's errors only while it is idle, and pg emits 'error' when the
+ *   connection ends under a checked-out client (a reset, a crashed backend): unheard, that error
+ *   would crash the process. Nothing is lost by hearing it here: the query in flight fails with
+ *   it (a 503), so does any later query on the client, and the pool discards the client when it
+ *   is released.
+ * - When the server ends the session (a FATAL error: terminated by an administrator or by
+ *   `idle_in_transaction_session_timeout`, a server shutting down), the query fails before the
+ *   socket closes, and the client would be released first: back in the pool, it would fail the
+ *   next request too. Ending it marks it at once, so the pool discards it at release.
+ */
+function surviveConnectionLoss (client: pg.PoolClient): void {
+  client.on('error', () => {})
+  const endIfSessionEnded = (error: unknown): never => {
+    const severity = (error as { severity?: unknown } | null)?.severity
+    if (severity === 'FATAL' || severity === 'PANIC') client.end().catch(() => {})
+    throw error
+  }
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown
+  client.query = ((...args: unknown[]) => {
+    const result = query(...args)
+    // A callback or a submittable (a cursor) comes back as it was.
+    return result instanceof Promise ? result.catch(endIfSessionEnded) : result
+  }) as typeof client.query
+}
+
 export interface PostgresOptions {
   poolMax: number
   /** How long a statement waits for another transaction's lock before failing (`lock_timeout`). */
@@ -57,6 +84,9 @@ export function openPostgres (connectionString: string, options: PostgresOptions
   })
   // Without a listener an idle client's error would crash the process.
   pool.on('error', options.onPoolError)
-  pool.on('connect', keepHotStatementsPrepared)
+  pool.on('connect', (client) => {
+    surviveConnectionLoss(client)
+    keepHotStatementsPrepared(client)
+  })
   return { db: new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) }), pool }
 }
