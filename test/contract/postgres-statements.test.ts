@@ -1,9 +1,12 @@
+import net from 'node:net'
 import { sql } from 'kysely'
 import pg from 'pg'
-import t from 'tap'
+import t, { type Test } from 'tap'
+import { buildHttpApp } from '../../src/adapters/http/app.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { databases } from '../helpers/databases.js'
-import { freshClient } from '../helpers/fixtures.js'
+import { clientFor, freshClient } from '../helpers/fixtures.js'
+import { openUsersService } from '../../src/users-service.js'
 import { sampleUser } from '../helpers/users.js'
 
 const postgres = databases.find((db) => db.dialect === 'postgres')
@@ -103,4 +106,58 @@ if (postgres === undefined) {
       }
     }
   })
+
+  t.test('connections that go silent fail their requests with a 503 within the statement timeout, and are replaced', async (t) => {
+    const proxy = await silenceableProxy(t, new URL(await postgres.fresh(t)))
+    const service = await openUsersService({ databaseUrl: proxy.url, poolMax: 2, postgresStatementTimeoutMs: 300 })
+    t.teardown(async () => await service.close())
+    const app = await buildHttpApp({ service })
+    t.teardown(async () => await app.close())
+    const { appId, apiKey } = await service.createApp({ name: 'test' })
+    const client = clientFor(app, service, appId, apiKey)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
+    // Both pooled connections open, so each request below meets a silent one.
+    await Promise.all([1, 2].map(async () => await client.request({ method: 'GET', url: '/users/ada' })))
+    const settings = await service.pool?.query<{ timeout: string }>("select current_setting('statement_timeout') as timeout")
+    t.same(settings?.rows, [{ timeout: '300ms' }], 'the server cancels a statement that runs longer')
+
+    // The open connections lose every byte from now on, both ways, and nothing says so (a
+    // partition, or a database host that vanished in a failover): TCP would retry for minutes.
+    proxy.silence()
+    for (const headers of [{}, { 'idempotency-key': 'k1' }] as Array<Record<string, string>>) {
+      const put = await client.put('ada', { name: 'Ada' }, headers)
+      t.equal(put.statusCode, 503, `the client stops waiting for an answer (${'idempotency-key' in headers ? 'in a transaction' : 'alone'})`)
+      t.same(put.json(), { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' })
+    }
+    t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200, 'the process is up')
+
+    const put = await client.put('ada', { name: 'Ada' }, { 'idempotency-key': 'k1' })
+    t.equal(put.statusCode, 200, 'the silent connections were given up, not pooled again: a new one serves the same request')
+  })
+}
+
+/**
+ * A TCP proxy to `target` that can silence the connections open through it: they stay open but
+ * carry no byte either way, as over a partition. Connections made after that get through.
+ */
+async function silenceableProxy (t: Test, target: URL): Promise<{ url: string, silence: () => void }> {
+  const open = new Set<{ silent: boolean, sockets: net.Socket[] }>()
+  const server = net.createServer((downstream) => {
+    const upstream = net.connect(Number(target.port), target.hostname)
+    const pair = { silent: false, sockets: [downstream, upstream] }
+    open.add(pair)
+    for (const [from, to] of [[downstream, upstream], [upstream, downstream]] as const) {
+      from.on('data', (chunk) => { if (!pair.silent) to.write(chunk) })
+      from.on('close', () => { to.destroy(); open.delete(pair) })
+      from.on('error', () => {})
+    }
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const pair of open) for (const socket of pair.sockets) socket.destroy()
+    await new Promise((resolve) => server.close(resolve))
+  })
+  const url = new URL(target)
+  url.host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`
+  return { url: url.toString(), silence: () => { for (const pair of open) pair.silent = true } }
 }

@@ -21,6 +21,12 @@ export interface PersistenceOptions {
    * requests, and with them the pool's connections, indefinitely.
    */
   lockTimeoutMs?: number
+  /**
+   * PostgreSQL only: how long a statement may run before the server cancels it (default 15000
+   * ms); the client gives up on the connection a second later, as after a network partition.
+   * Either way the request fails as unavailable.
+   */
+  postgresStatementTimeoutMs?: number
   sqliteSynchronous?: SqliteSynchronous
   onPoolError?: (error: Error) => void
   /**
@@ -53,7 +59,12 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
   if (location === undefined) throw new TypeError('databaseUrl must be sqlite:<path>, sqlite::memory:, postgres://... or postgresql://...')
   const lockTimeoutMs = options.lockTimeoutMs ?? 5000
   const { db, pool } = location.dialect === 'postgres'
-    ? openPostgres(location.connectionString, { poolMax: options.poolMax ?? 10, lockTimeoutMs, onPoolError: options.onPoolError ?? (() => {}) })
+    ? openPostgres(location.connectionString, {
+      poolMax: options.poolMax ?? 10,
+      lockTimeoutMs,
+      statementTimeoutMs: options.postgresStatementTimeoutMs ?? 15_000,
+      onPoolError: options.onPoolError ?? (() => {})
+    })
     : { db: openSqlite(location.filename, { synchronous: options.sqliteSynchronous ?? 'NORMAL', lockTimeoutMs, checkpointInBackground: options.sqliteBackgroundCheckpoints }), pool: undefined }
   const dialect = location.dialect
   const queries = compileUserQueries(db, dialect)

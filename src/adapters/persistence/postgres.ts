@@ -39,12 +39,14 @@ function keepHotStatementsPrepared (client: pg.PoolClient): void {
  *   `idle_in_transaction_session_timeout`, a server shutting down), the query fails before the
  *   socket closes, and the client would be released first: back in the pool, it would fail the
  *   next request too. Ending it marks it at once, so the pool discards it at release.
+ * - So does a query that got no answer in time (the read timeout): its connection still waits
+ *   for that answer, and may never get one.
  */
 function surviveConnectionLoss (client: pg.PoolClient): void {
   client.on('error', () => {})
   const endIfSessionEnded = (error: unknown): never => {
-    const severity = (error as { severity?: unknown } | null)?.severity
-    if (severity === 'FATAL' || severity === 'PANIC') client.end().catch(() => {})
+    const { severity, message } = (error ?? {}) as { severity?: unknown, message?: unknown }
+    if (severity === 'FATAL' || severity === 'PANIC' || message === READ_TIMEOUT) client.end().catch(() => {})
     throw error
   }
   const query = client.query.bind(client) as (...args: unknown[]) => unknown
@@ -55,10 +57,25 @@ function surviveConnectionLoss (client: pg.PoolClient): void {
   }) as typeof client.query
 }
 
+/** pg's error for a query that got no answer within `query_timeout`. */
+const READ_TIMEOUT = 'Query read timeout'
+/**
+ * How much longer than the server's `statement_timeout` the client waits for an answer: time
+ * for the server's own cancellation to arrive, when the network still carries it.
+ */
+const READ_TIMEOUT_GRACE_MS = 1000
+
 export interface PostgresOptions {
   poolMax: number
   /** How long a statement waits for another transaction's lock before failing (`lock_timeout`). */
   lockTimeoutMs: number
+  /**
+   * How long a statement may run (`statement_timeout`); the client waits a second more for its
+   * answer, then gives the connection up, so a network that drops packets (a partition, a
+   * database host that vanished) cannot hold a request, or a pooled connection, for the
+   * quarter of an hour TCP takes to give up.
+   */
+  statementTimeoutMs: number
   /** Told about errors of idle clients (a restarted server, say); the pool replaces them. */
   onPoolError: (error: Error) => void
 }
@@ -80,7 +97,9 @@ export function openPostgres (connectionString: string, options: PostgresOptions
     // Sent as startup parameters (a DATABASE_URL query parameter of the same name overrides).
     // A request held behind a lock that is not released fails (503) instead of waiting on.
     lock_timeout: options.lockTimeoutMs,
-    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+    statement_timeout: options.statementTimeoutMs,
+    query_timeout: options.statementTimeoutMs + READ_TIMEOUT_GRACE_MS
   })
   // Without a listener an idle client's error would crash the process.
   pool.on('error', options.onPoolError)

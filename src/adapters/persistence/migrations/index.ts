@@ -6,6 +6,8 @@ import * as idempotencyKeys from './0002-idempotency-keys.js'
 type DialectMigration = { up: (db: Kysely<any>, dialect: DialectName) => Promise<void> }
 
 // A static list, in order: no folder scanning, so the compiled package carries its migrations.
+// On PostgreSQL they run under the pool's statement_timeout (15 s): a migration that needs
+// longer (an index on a large table) must raise it for itself (`set local statement_timeout`).
 const MIGRATIONS: Record<string, DialectMigration> = {
   '0001-initial': initial,
   '0002-idempotency-keys': idempotencyKeys
