@@ -77,4 +77,20 @@ eachDatabase(t, (t, db) => {
     await t.rejects(crashing.run(request, async () => { throw new Error('connection lost') }, notStored), { message: 'connection lost' }, 'a failure not worth storing')
     t.not(await crashing.store.find(request.scope, request.key), undefined, 'does not release the retry\'s claim')
   })
+
+  t.test('expired keys are purged in batches, with other work let in between', async (t) => {
+    const { db: kysely, idempotency: store } = await freshPersistence(t, db)
+    const now = 1_800_000_000_000
+    const row = (i: number, expiresAt: number) => ({ scope: 's', key: `k${i}`, fingerprint: 'f', status: null, body: null, headers: null, locked_until: expiresAt, expires_at: expiresAt })
+    // More than two batches of expired keys, and some that live on.
+    const rows = [...Array.from({ length: 2500 }, (_, i) => row(i, now - i)), ...Array.from({ length: 3 }, (_, i) => row(-1 - i, now + 1))]
+    for (let i = 0; i < rows.length; i += 500) await kysely.insertInto('idempotency_keys').values(rows.slice(i, i + 500)).execute()
+
+    let letIn = false
+    setImmediate(() => { letIn = true })
+    t.equal(await store.purgeExpired(now), 2500)
+    t.ok(letIn, 'the event loop ran between batches (on SQLite a single DELETE would hold it throughout)')
+    t.same((await kysely.selectFrom('idempotency_keys').select('key').orderBy('key').execute()).map((r) => r.key), ['k-1', 'k-2', 'k-3'], 'the live keys stay')
+    t.equal(await store.purgeExpired(now), 0)
+  })
 })
