@@ -21,7 +21,7 @@ function rivalConnection (t: Test, databaseUrl: string): BetterSqlite3.Database 
 
 t.test('a write that finds another process holding the write lock waits for it without stalling the process', async (t) => {
   const databaseUrl = await sqlite.freshShared(t)
-  const persistence = await openPersistence({ databaseUrl, lockTimeoutMs: 60_000 })
+  const persistence = await openPersistence({ databaseUrl, lockTimeoutMs: 0 }) // 0: no limit
   t.teardown(async () => await persistence.close())
   const { apps, users } = persistence
   await apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })

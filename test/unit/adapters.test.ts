@@ -2,6 +2,7 @@ import t from 'tap'
 import { parseArgs, runCommand } from '../../src/adapters/cli/cli.js'
 import { parseDatabaseUrl } from '../../src/adapters/persistence/database-url.js'
 import { isRetryable, isUnavailable, uniqueViolation } from '../../src/adapters/persistence/database-errors.js'
+import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { ConfigError, dataFolder, loadConfig } from '../../src/config.js'
 import { openUsersService } from '../../src/users-service.js'
 
@@ -23,6 +24,15 @@ t.test('configuration: defaults, and one clear error per bad setting', async (t)
   t.equal(dataFolder({ dialect: 'sqlite', filename: '/var/lib/klaim/users.db' }), '/var/lib/klaim')
   t.equal(dataFolder({ dialect: 'sqlite', filename: ':memory:' }), `${process.cwd()}/data`)
   t.equal(dataFolder({ dialect: 'postgres', connectionString: 'postgres://x/y' }), `${process.cwd()}/data`)
+})
+
+t.test('in-process database options are checked when the database opens', async (t) => {
+  for (const bad of [{ poolMax: 0 }, { poolMax: 1.5 }, { lockTimeoutMs: -1 }, { lockTimeoutMs: Number.NaN }, { postgresStatementTimeoutMs: -1 }, { lockTimeoutMs: '5000' }]) {
+    await t.rejects(openPersistence({ databaseUrl: 'sqlite::memory:', ...bad } as never), TypeError, JSON.stringify(bad))
+  }
+  const zero = await openPersistence({ databaseUrl: 'sqlite::memory:', lockTimeoutMs: 0, postgresStatementTimeoutMs: 0 })
+  t.teardown(async () => await zero.close())
+  t.pass('0 is no limit')
 })
 
 t.test('database URLs', async (t) => {

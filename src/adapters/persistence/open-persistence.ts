@@ -18,13 +18,13 @@ export interface PersistenceOptions {
    * How long a statement waits for a lock another transaction holds before failing as
    * unavailable (default 5000 ms): on PostgreSQL a lock left by a vanished client, on SQLite the
    * write lock of another process on the file (a long CLI command, a `VACUUM`). Neither can hold
-   * requests, and with them the pool's connections, indefinitely.
+   * requests, and with them the pool's connections, indefinitely. 0: no limit.
    */
   lockTimeoutMs?: number
   /**
    * PostgreSQL only: how long a statement may run before the server cancels it (default 15000
    * ms); the client gives up on the connection a second later, as after a network partition.
-   * Either way the request fails as unavailable.
+   * Either way the request fails as unavailable. 0: no limit.
    */
   postgresStatementTimeoutMs?: number
   sqliteSynchronous?: SqliteSynchronous
@@ -53,16 +53,23 @@ export interface Persistence {
   close(): Promise<void>
 }
 
+function count (name: string, value: unknown, min: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) throw new TypeError(`${name} must be an integer of at least ${min}`)
+  return value
+}
+
 /** Opens the database named by a URL with every repository of the ports wired to it. */
 export async function openPersistence (options: PersistenceOptions): Promise<Persistence> {
   const location = parseDatabaseUrl(options.databaseUrl)
   if (location === undefined) throw new TypeError('databaseUrl must be sqlite:<path>, sqlite::memory:, postgres://... or postgresql://...')
-  const lockTimeoutMs = options.lockTimeoutMs ?? 5000
+  const poolMax = count('poolMax', options.poolMax ?? 10, 1)
+  const lockTimeoutMs = count('lockTimeoutMs', options.lockTimeoutMs ?? 5000, 0)
+  const statementTimeoutMs = count('postgresStatementTimeoutMs', options.postgresStatementTimeoutMs ?? 15_000, 0)
   const { db, pool } = location.dialect === 'postgres'
     ? openPostgres(location.connectionString, {
-      poolMax: options.poolMax ?? 10,
+      poolMax,
       lockTimeoutMs,
-      statementTimeoutMs: options.postgresStatementTimeoutMs ?? 15_000,
+      statementTimeoutMs,
       onPoolError: options.onPoolError ?? (() => {})
     })
     : { db: openSqlite(location.filename, { synchronous: options.sqliteSynchronous ?? 'NORMAL', lockTimeoutMs, checkpointInBackground: options.sqliteBackgroundCheckpoints }), pool: undefined }

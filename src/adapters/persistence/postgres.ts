@@ -67,13 +67,13 @@ const READ_TIMEOUT_GRACE_MS = 1000
 
 export interface PostgresOptions {
   poolMax: number
-  /** How long a statement waits for another transaction's lock before failing (`lock_timeout`). */
+  /** How long a statement waits for another transaction's lock before failing (`lock_timeout`; 0: no limit). */
   lockTimeoutMs: number
   /**
    * How long a statement may run (`statement_timeout`); the client waits a second more for its
    * answer, then gives the connection up, so a network that drops packets (a partition, a
    * database host that vanished) cannot hold a request, or a pooled connection, for the
-   * quarter of an hour TCP takes to give up.
+   * quarter of an hour TCP takes to give up. 0: no limit, either.
    */
   statementTimeoutMs: number
   /** Told about errors of idle clients (a restarted server, say); the pool replaces them. */
@@ -99,7 +99,7 @@ export function openPostgres (connectionString: string, options: PostgresOptions
     lock_timeout: options.lockTimeoutMs,
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
     statement_timeout: options.statementTimeoutMs,
-    query_timeout: options.statementTimeoutMs + READ_TIMEOUT_GRACE_MS
+    query_timeout: options.statementTimeoutMs > 0 ? options.statementTimeoutMs + READ_TIMEOUT_GRACE_MS : undefined
   })
   // Without a listener an idle client's error would crash the process.
   pool.on('error', options.onPoolError)

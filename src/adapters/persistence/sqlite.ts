@@ -64,7 +64,7 @@ class SqliteConnection implements DatabaseConnection {
         return this.run(sql, parameters)
       } catch (error) {
         if (!alone || !isBusy(error)) throw error
-        if (performance.now() - started >= this.#lockTimeoutMs) {
+        if (this.#lockTimeoutMs > 0 && performance.now() - started >= this.#lockTimeoutMs) {
           throw Object.assign(new Error(`database is locked: gave up after ${this.#lockTimeoutMs} ms`), { code: SQLITE_LOCK_TIMEOUT, cause: error })
         }
         await this.#waitForLock(attempt)
@@ -159,7 +159,7 @@ class SqliteDriver implements Driver {
 
 export interface SqliteOptions {
   synchronous: SqliteSynchronous
-  /** How long a statement waits for a lock another process holds before failing as unavailable. */
+  /** How long a statement waits for a lock another process holds before failing as unavailable (0: no limit). */
   lockTimeoutMs: number
   /** Checkpoint the WAL from a worker thread (see SqliteCheckpointer), reporting failures here. */
   checkpointInBackground?: { onError: (error: Error) => void }
