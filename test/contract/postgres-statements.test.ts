@@ -2,11 +2,9 @@ import net from 'node:net'
 import { sql } from 'kysely'
 import pg from 'pg'
 import t, { type Test } from 'tap'
-import { buildHttpApp } from '../../src/adapters/http/app.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { databases } from '../helpers/databases.js'
-import { clientFor, freshClient } from '../helpers/fixtures.js'
-import { openUsersService } from '../../src/users-service.js'
+import { freshClient } from '../helpers/fixtures.js'
 import { sampleUser } from '../helpers/users.js'
 
 const postgres = databases.find((db) => db.dialect === 'postgres')
@@ -109,12 +107,8 @@ if (postgres === undefined) {
 
   t.test('connections that go silent fail their requests with a 503 within the statement timeout, and are replaced', async (t) => {
     const proxy = await silenceableProxy(t, new URL(await postgres.fresh(t)))
-    const service = await openUsersService({ databaseUrl: proxy.url, poolMax: 2, postgresStatementTimeoutMs: 300 })
-    t.teardown(async () => await service.close())
-    const app = await buildHttpApp({ service })
-    t.teardown(async () => await app.close())
-    const { appId, apiKey } = await service.createApp({ name: 'test' })
-    const client = clientFor(app, service, appId, apiKey)
+    const client = await freshClient(t, postgres, { databaseUrl: proxy.url, poolMax: 2, postgresStatementTimeoutMs: 300 })
+    const { app, service } = client
     await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
     // Both pooled connections open, so each request below meets a silent one.
     await Promise.all([1, 2].map(async () => await client.request({ method: 'GET', url: '/users/ada' })))

@@ -2,12 +2,10 @@ import assert from 'node:assert'
 import BetterSqlite3 from 'better-sqlite3'
 import { CompiledQuery } from 'kysely'
 import t, { type Test } from 'tap'
-import { buildHttpApp } from '../../src/adapters/http/app.js'
 import { isUnavailable } from '../../src/adapters/persistence/database-errors.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
-import { openUsersService } from '../../src/users-service.js'
 import { databases } from '../helpers/databases.js'
-import { clientFor } from '../helpers/fixtures.js'
+import { freshClient } from '../helpers/fixtures.js'
 import { sampleUser } from '../helpers/users.js'
 
 const sqlite = databases.find((db) => db.dialect === 'sqlite') ?? assert.fail('SQLite is always among the test databases')
@@ -63,12 +61,7 @@ t.test('inside a transaction, a statement that meets the lock fails at once, for
 
 t.test('a write lock nobody releases fails the request with a 503 after the lock timeout', async (t) => {
   const databaseUrl = await sqlite.freshShared(t)
-  const service = await openUsersService({ databaseUrl, lockTimeoutMs: 200 })
-  t.teardown(async () => await service.close())
-  const app = await buildHttpApp({ service })
-  t.teardown(async () => await app.close())
-  const { appId, apiKey } = await service.createApp({ name: 'test' })
-  const client = clientFor(app, service, appId, apiKey)
+  const client = await freshClient(t, sqlite, { databaseUrl, lockTimeoutMs: 200 })
   const rival = rivalConnection(t, databaseUrl)
   await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
 

@@ -11,8 +11,9 @@ export async function freshPersistence (t: Test, db: TestDatabase): Promise<Pers
   return persistence
 }
 
+/** A service on a fresh database of `db`, or on `options.databaseUrl` when given. */
 export async function freshService (t: Test, db: TestDatabase, options: Partial<UsersServiceOptions> = {}): Promise<UsersService> {
-  const service = await openUsersService({ databaseUrl: await db.fresh(t), ...options })
+  const service = await openUsersService({ ...options, databaseUrl: options.databaseUrl ?? await db.fresh(t) })
   t.teardown(async () => await service.close())
   return service
 }

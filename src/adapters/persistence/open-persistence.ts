@@ -53,7 +53,7 @@ export interface Persistence {
   close(): Promise<void>
 }
 
-function count (name: string, value: unknown, min: number): number {
+function integerOption (name: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) throw new TypeError(`${name} must be an integer of at least ${min}`)
   return value
 }
@@ -62,9 +62,9 @@ function count (name: string, value: unknown, min: number): number {
 export async function openPersistence (options: PersistenceOptions): Promise<Persistence> {
   const location = parseDatabaseUrl(options.databaseUrl)
   if (location === undefined) throw new TypeError('databaseUrl must be sqlite:<path>, sqlite::memory:, postgres://... or postgresql://...')
-  const poolMax = count('poolMax', options.poolMax ?? 10, 1)
-  const lockTimeoutMs = count('lockTimeoutMs', options.lockTimeoutMs ?? 5000, 0)
-  const statementTimeoutMs = count('postgresStatementTimeoutMs', options.postgresStatementTimeoutMs ?? 15_000, 0)
+  const poolMax = integerOption('poolMax', options.poolMax ?? 10, 1)
+  const lockTimeoutMs = integerOption('lockTimeoutMs', options.lockTimeoutMs ?? 5000, 0)
+  const statementTimeoutMs = integerOption('postgresStatementTimeoutMs', options.postgresStatementTimeoutMs ?? 15_000, 0)
   const { db, pool } = location.dialect === 'postgres'
     ? openPostgres(location.connectionString, {
       poolMax,

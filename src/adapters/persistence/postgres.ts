@@ -28,6 +28,14 @@ function keepHotStatementsPrepared (client: pg.PoolClient): void {
   }) as typeof client.query
 }
 
+/** pg's error for a query that got no answer within `query_timeout`. */
+const READ_TIMEOUT = 'Query read timeout'
+/**
+ * How much longer than the server's `statement_timeout` the client waits for an answer: time
+ * for the server's own cancellation to arrive, when the network still carries it.
+ */
+const READ_TIMEOUT_GRACE_MS = 1000
+
 /**
  * Keeps a lost connection from crashing the process, or from going back to the pool.
  * - The pool listens for a client's errors only while it is idle, and pg emits 'error' when the
@@ -56,14 +64,6 @@ function surviveConnectionLoss (client: pg.PoolClient): void {
     return result instanceof Promise ? result.catch(endIfSessionEnded) : result
   }) as typeof client.query
 }
-
-/** pg's error for a query that got no answer within `query_timeout`. */
-const READ_TIMEOUT = 'Query read timeout'
-/**
- * How much longer than the server's `statement_timeout` the client waits for an answer: time
- * for the server's own cancellation to arrive, when the network still carries it.
- */
-const READ_TIMEOUT_GRACE_MS = 1000
 
 export interface PostgresOptions {
   poolMax: number

@@ -5,7 +5,7 @@ import {
   CompiledQuery, Kysely, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler,
   type DatabaseConnection, type Dialect, type Driver, type QueryResult
 } from 'kysely'
-import { isSqliteBusy as isBusy, SQLITE_LOCK_TIMEOUT } from './database-errors.js'
+import { isSqliteBusy, SQLITE_LOCK_TIMEOUT } from './database-errors.js'
 import { runDirectly } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js'
@@ -63,7 +63,7 @@ class SqliteConnection implements DatabaseConnection {
       try {
         return this.run(sql, parameters)
       } catch (error) {
-        if (!alone || !isBusy(error)) throw error
+        if (!alone || !isSqliteBusy(error)) throw error
         if (this.#lockTimeoutMs > 0 && performance.now() - started >= this.#lockTimeoutMs) {
           throw Object.assign(new Error(`database is locked: gave up after ${this.#lockTimeoutMs} ms`), { code: SQLITE_LOCK_TIMEOUT, cause: error })
         }
@@ -109,7 +109,7 @@ class SqliteDriver implements Driver {
       return this.#connection.run(sql, parameters)
     } catch (error) {
       // Another process holds the lock: the queued way waits for it without blocking.
-      if (isBusy(error)) return undefined
+      if (isSqliteBusy(error)) return undefined
       throw error
     }
   }
