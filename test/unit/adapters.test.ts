@@ -64,6 +64,8 @@ t.test('driver errors are classified once, for both drivers', async (t) => {
   t.ok(isUnavailable({ code: '57P01' }))
   t.ok(isUnavailable({ code: '55P03' }), 'a lock wait past lock_timeout')
   t.ok(isUnavailable({ code: 'SQLITE_LOCK_TIMEOUT' }), 'the same on SQLite')
+  t.ok(isUnavailable({ code: '53100' }), 'a full disk')
+  t.ok(isUnavailable({ code: 'SQLITE_FULL' }), 'the same on SQLite')
   t.ok(isUnavailable(new Error('Connection terminated unexpectedly')))
   t.ok(isUnavailable(new Error('Client was closed and is not queryable')), 'a client ended after its session was')
   t.ok(isUnavailable(new Error('Query read timeout')), 'no answer in time: the network or the server is gone')

@@ -38,13 +38,13 @@ export function isRetryable (error: unknown): boolean {
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EHOSTUNREACH', 'EAI_AGAIN',
   '57P01', '57P02', '57P03', // admin_shutdown, crash_shutdown, cannot_connect_now
-  '53300', // too_many_connections
+  '53000', '53100', '53200', '53300', // insufficient_resources, disk_full, out_of_memory, too_many_connections
   '55P03', '57014', // lock_not_available (lock_timeout), query_canceled (statement_timeout)
-  SQLITE_LOCK_TIMEOUT,
+  SQLITE_LOCK_TIMEOUT, 'SQLITE_FULL', // the disk (or the database's page limit) is full
   '08000', '08001', '08003', '08004', '08006' // connection exceptions
 ])
 
-/** The database is unreachable, refusing connections or timing out: a 503, not a 500. */
+/** The database is unreachable, refusing connections, timing out or out of room: a 503, not a 500. */
 export function isUnavailable (error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false
   const { code, message } = error as { code?: unknown, message?: unknown }

@@ -1,6 +1,6 @@
 import assert from 'node:assert'
 import BetterSqlite3 from 'better-sqlite3'
-import { CompiledQuery } from 'kysely'
+import { CompiledQuery, sql } from 'kysely'
 import t, { type Test } from 'tap'
 import { isUnavailable } from '../../src/adapters/persistence/database-errors.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
@@ -81,4 +81,22 @@ t.test('a write lock nobody releases fails the request with a 503 after the lock
   rival.exec('rollback')
   const put = await client.put('ada', { name: 'Ada' }, { 'idempotency-key': 'k1' })
   t.equal(put.statusCode, 200, 'the lock released, the same request succeeds (a 503 keeps no idempotency answer)')
+})
+
+t.test('a full disk fails the write as unavailable (a 503), and stores nothing of it', async (t) => {
+  const persistence = await openPersistence({ databaseUrl: await sqlite.fresh(t) })
+  t.teardown(async () => await persistence.close())
+  const { apps, users, db } = persistence
+  await apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  const ada = sampleUser()
+  await users.insert(ada)
+  // SQLite's page limit fails a write exactly as a full disk does (SQLITE_FULL).
+  const { rows } = await sql<{ pages: number }>`select page_count as pages from pragma_page_count()`.execute(db)
+  await sql.raw(`pragma max_page_count = ${rows[0]?.pages ?? 0}`).execute(db)
+
+  const metadata = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, 'x'.repeat(190)]))
+  const full = await users.update({ ...ada, metadata, updatedAt: 2, version: 2 }, ada).catch((error: unknown) => error)
+  t.match(full, { code: 'SQLITE_FULL' })
+  t.ok(isUnavailable(full), 'answered as the database being unavailable, not as a fault of the service')
+  t.match(await users.findByUserId('app', 'ada'), { metadata: {}, version: 1 }, 'nothing of the update was stored')
 })
