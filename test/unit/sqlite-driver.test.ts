@@ -1,4 +1,4 @@
-import { CompiledQuery } from 'kysely'
+import { CompiledQuery, sql } from 'kysely'
 import t from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { HOT_STATEMENTS } from '../../src/adapters/persistence/prepared.js'
@@ -47,4 +47,18 @@ t.test('an update finds its row through the (app_id, user_id) index that the rea
     const plan = await persistence.db.executeQuery<{ detail: string }>(CompiledQuery.raw(`explain query plan ${sql}`, parameters))
     t.match(plan.rows.map((row) => row.detail).join('; '), /USING INDEX users_app_user_id_key \(app_id=\? AND user_id=\?\)/, sql)
   }
+})
+
+t.test('a transaction that SQLite rolled back by itself reports the error that ended it', async (t) => {
+  const persistence = await openPersistence({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await persistence.close())
+  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  // RAISE(ROLLBACK) ends the whole transaction, as some errors (a full disk, say) can.
+  await sql`create temp trigger boom before insert on users when new.user_id = 'boom' begin select raise(rollback, 'boom'); end`.execute(persistence.db)
+
+  await t.rejects(persistence.transactor.transaction(async ({ users }) => {
+    await users.insert(sampleUser({ appId: 'app', userId: 'ada', klaimId: 'k1' }))
+    await users.insert(sampleUser({ appId: 'app', userId: 'boom', klaimId: 'k2', email: 'boom@example.com' }))
+  }), { message: 'boom' }, 'not "cannot rollback - no transaction is active"')
+  t.equal(await persistence.users.findByUserId('app', 'ada'), undefined, 'nothing of it stays')
 })

@@ -1,16 +1,13 @@
-import { CompiledQuery, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
 import type { Transactor, UnitOfWork } from '../../application/ports.js'
 import { isRetryable } from './database-errors.js'
 import { kyselyIdempotencyStore } from './kysely-idempotency-store.js'
 import { kyselyUserRepository, type UserQueries } from './kysely-user-repository.js'
-import type { DatabaseSchema, DialectName } from './schema.js'
+import type { DatabaseSchema } from './schema.js'
 
 const MAX_ATTEMPTS = 10
 // Each round of a compare-and-swap race has a winner, so n racers need at most n rounds.
 const MAX_OPTIMISTIC_ATTEMPTS = 200
-const BEGIN_IMMEDIATE = CompiledQuery.raw('begin immediate')
-const COMMIT = CompiledQuery.raw('commit')
-const ROLLBACK = CompiledQuery.raw('rollback')
 
 function unitOfWork (db: Kysely<DatabaseSchema>, queries: UserQueries, lockReads: boolean): UnitOfWork {
   return { users: kyselyUserRepository(db, queries, lockReads), idempotency: kyselyIdempotencyStore(db) }
@@ -27,26 +24,14 @@ async function retried<T> (attempts: number, run: () => Promise<T>): Promise<T> 
 }
 
 /**
- * PostgreSQL: READ COMMITTED transactions whose reads lock rows. SQLite: `BEGIN IMMEDIATE`, which
- * takes the write lock up front, so transactions of several processes on one file serialise
+ * PostgreSQL: READ COMMITTED transactions whose reads lock rows. SQLite: the driver begins them
+ * `IMMEDIATE`, taking the write lock up front, so transactions of several processes on one file serialise
  * instead of failing at their first write. Either way a transaction the database aborts for a
  * deadlock, serialisation failure or busy lock is run again, never reported.
  */
-export function kyselyTransactor (db: Kysely<DatabaseSchema>, dialect: DialectName, queries: UserQueries): Transactor {
+export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: UserQueries): Transactor {
   async function once<T> (work: (uow: UnitOfWork) => Promise<T>): Promise<T> {
-    if (dialect === 'postgres') return await db.transaction().execute(async (trx) => await work(unitOfWork(trx, queries, true)))
-    return await db.connection().execute(async (conn) => {
-      await conn.executeQuery(BEGIN_IMMEDIATE)
-      try {
-        const result = await work(unitOfWork(conn, queries, true))
-        await conn.executeQuery(COMMIT)
-        return result
-      } catch (error) {
-        // A failed statement can have ended the transaction already; the first error is the one to report.
-        await conn.executeQuery(ROLLBACK).catch(() => {})
-        throw error
-      }
-    })
+    return await db.transaction().execute(async (trx) => await work(unitOfWork(trx, queries, true)))
   }
 
   const outside = unitOfWork(db, queries, false)

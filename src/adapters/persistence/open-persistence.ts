@@ -82,7 +82,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     users: kyselyUserRepository(db, queries, false),
     apps: kyselyAppRepository(db),
     idempotency: kyselyIdempotencyStore(db),
-    transactor: kyselyTransactor(db, dialect, queries),
+    transactor: kyselyTransactor(db, queries),
     migrate: async () => await migrateToLatest(db, dialect),
     ping: async () => { await sql`select 1`.execute(db) },
     close: async () => { await db.destroy() }

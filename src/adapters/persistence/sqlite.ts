@@ -148,7 +148,9 @@ class SqliteDriver implements Driver {
   }
 
   async rollbackTransaction (connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('rollback'))
+    // A failed statement can have ended the transaction already (SQLite rolls back on some
+    // errors): then there is nothing to undo, and that statement's error is the one to report.
+    if (this.#db.inTransaction) await connection.executeQuery(CompiledQuery.raw('rollback'))
   }
 
   async destroy (): Promise<void> {
