@@ -43,6 +43,33 @@ eachDatabase(t, (t, db) => {
     }
   })
 
+  t.test('404 not_found for unknown routes and methods whatever their body: it is not parsed', async (t) => {
+    const client = await freshClient(t, db)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
+    const bodies: Array<[string, string | undefined]> = [
+      ['{', 'application/json'],
+      ['', 'application/json'],
+      ['{"__proto__": {"x": 1}}', 'application/json'],
+      [JSON.stringify({ name: 'x'.repeat(70000) }), 'application/json'],
+      ['<x/>', 'application/xml'],
+      ['x', undefined]
+    ]
+    const routes = [['DELETE', '/users/ada'], ['OPTIONS', '/users/ada'], ['POST', '/health'], ['PUT', '/users'], ['POST', '/nope']] as const
+    for (const [method, url] of routes) {
+      for (const [payload, contentType] of bodies) {
+        for (const authorization of [undefined, `Bearer ${client.apiKey}`]) {
+          const headers: Record<string, string> = {}
+          if (contentType !== undefined) headers['content-type'] = contentType
+          if (authorization !== undefined) headers.authorization = authorization
+          const res = await client.app.inject({ method, url, payload, headers })
+          t.equal(res.statusCode, 404, `${method} ${url}, ${contentType ?? 'no content type'}, ${payload.slice(0, 10)}, ${authorization === undefined ? 'no key' : 'key'}`)
+          t.same(res.json(), { message: 'There is no such route.', code: 'not_found' })
+        }
+      }
+    }
+    t.equal((await client.request({ method: 'GET', url: '/users/ada' })).statusCode, 200, 'the user is still there')
+  })
+
   t.test('415, 413 and invalid_json, in the contract\'s order', async (t) => {
     const client = await freshClient(t, db)
     await client.createUser({ email: 'ada@example.com', user_id: 'ada' })

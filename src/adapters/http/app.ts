@@ -137,6 +137,10 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     request.log.info({ req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }, 'request completed')
   })
   app.setErrorHandler(sendProblem)
+  // No route at this level takes a body (the users plugin brings its own parser), so none is
+  // parsed here: an unknown route or method is a 404 whatever its body, never a 400, 413 or 415
+  // from Fastify's default parsers. Node discards the unread body after the answer.
+  app.removeAllContentTypeParsers()
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ message: MESSAGES.notFound, code: 'not_found' }))
 
   if (options.docs !== false) await registerOpenApi(app)
