@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import t from 'tap'
@@ -89,4 +90,34 @@ t.test('a request not received whole in time is a 408 request_timeout', async (t
   t.match(res, /^HTTP\/1\.1 408 /)
   t.match(res, /\r\ncontent-type: application\/json; charset=utf-8\r\n/)
   t.same(JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4)), { message: 'The request was not received in time.', code: 'request_timeout' })
+})
+
+t.test('a client that hangs up in the middle of its body gets one info line, not an error or a 503', async (t) => {
+  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await service.close())
+  const logged: Array<{ level: number, reqId?: string, msg: string }> = []
+  const stream = new Writable({ write (chunk, _enc, done) { logged.push(JSON.parse(String(chunk))); done() } })
+  const app = await buildHttpApp({ service, logger: { ...loggerOptions('info'), stream } })
+  t.teardown(async () => await app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const { apiKey } = await service.createApp({ name: 'test' })
+
+  // Barrier: the server is reading the body (Fastify has resumed the request stream).
+  const reading = new Promise<void>((resolve) => {
+    app.server.once('request', (request: IncomingMessage) => {
+      const poll = (): void => { if (request.readableFlowing === true) resolve(); else setImmediate(poll) }
+      poll()
+    })
+  })
+  const socket = connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write(`PUT /users/ada HTTP/1.1\r\nHost: x\r\nX-Request-Id: cut-short\r\nAuthorization: Bearer ${apiKey}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"na`)
+  await reading
+  socket.destroy()
+  while (!logged.some((line) => line.reqId === 'cut-short')) await new Promise((resolve) => setImmediate(resolve))
+  // The error the body's reading ends with, if any, comes before the abort's line.
+  const lines = logged.filter((line) => line.reqId === 'cut-short')
+  t.same(lines.map((line) => [line.level, line.msg]), [[30, 'request aborted by the client']], 'one info line: no error line, no 503')
+  t.match(lines[0], { req: { method: 'PUT', route: '/users/:user_id' } })
 })

@@ -136,6 +136,10 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }, 'request completed')
   })
+  // A client that hangs up before its answer gets no onResponse: its one line is this one.
+  app.addHook('onRequestAbort', async (request) => {
+    request.log.info({ req: request }, 'request aborted by the client')
+  })
   app.setErrorHandler(sendProblem)
   // No route at this level takes a body (the users plugin brings its own parser), so none is
   // parsed here: an unknown route or method is a 404 whatever its body, never a 400, 413 or 415

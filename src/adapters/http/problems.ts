@@ -56,17 +56,19 @@ export function toProblem (error: unknown): HttpProblem {
     const errors = (error as { errors?: FieldError[] }).errors
     return new HttpProblem(DOMAIN_STATUS[code], code, error.message, {}, errors)
   }
-  if (isUnavailable(error)) {
-    return new HttpProblem(503, 'unavailable', MESSAGES.unavailable)
-  }
   const fastifyError = error as Partial<FastifyError>
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return new HttpProblem(415, 'unsupported_media_type', MESSAGES.unsupportedMediaType)
     case 'FST_ERR_CTP_BODY_TOO_LARGE': return new HttpProblem(413, 'payload_too_large', MESSAGES.payloadTooLarge)
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return new HttpProblem(400, 'bad_request', MESSAGES.badRequest)
   }
+  // Fastify marks what went wrong with the request itself, such as a client that hung up while
+  // sending its body (Node's "aborted", code ECONNRESET): not to be read as the database's fault.
   const status = fastifyError.statusCode
   if (typeof status === 'number' && status >= 400 && status < 500) return new HttpProblem(status, 'bad_request', MESSAGES.badRequest)
+  if (isUnavailable(error)) {
+    return new HttpProblem(503, 'unavailable', MESSAGES.unavailable)
+  }
   return new HttpProblem(500, 'internal', MESSAGES.internal)
 }
 
