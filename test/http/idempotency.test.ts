@@ -110,6 +110,12 @@ eachDatabase(t, (t, db) => {
       t.equal(r.statusCode, 400, JSON.stringify(bad))
       t.same(r.json().errors, [{ path: '/header/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' }])
     }
+    // Node joins repeated fields into one value ("a1, b1"), itself a valid key: which one was meant?
+    const twice = await client.request({ method: 'PUT', url: '/users/ada', payload: { name: 'D' }, headers: { 'idempotency-key': ['a1', 'b1'] } })
+    t.equal(twice.statusCode, 400, 'the header sent twice')
+    t.same(twice.json().errors, [{ path: '/header/idempotency-key', message: 'must be sent once' }])
+    t.equal((await client.put('ada', { name: 'D' }, { 'idempotency-key': 'a1, b1' })).statusCode, 200, 'the joined value, sent once, is a key like any other')
+    t.equal((await client.request({ method: 'GET', url: '/users/ada' })).json().name, 'D')
   })
 
   t.test('a key whose first request still runs is a 409; one that died is taken over after 60 s', async (t) => {

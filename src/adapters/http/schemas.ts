@@ -33,7 +33,7 @@ export const CreateUserBody = Type.Object({
 /** The read alias `POST /users/{user_id}` takes no body or `{}` (Fastify validates a missing body as null). */
 export const EmptyBody = Type.Unsafe<Record<string, never> | null | undefined>({ type: ['object', 'null'], additionalProperties: false })
 
-const IdempotencyKey = Type.Optional(Type.String({ description: '1 to 255 printable ASCII characters. The first response to a key is stored for 24 hours (per API key) and replayed, with `Idempotent-Replayed: true`, to a retry of the same request.' }))
+const IdempotencyKey = Type.Optional(Type.String({ description: '1 to 255 printable ASCII characters, in one header field. The first response to a key is stored for 24 hours (per API key) and replayed, with `Idempotent-Replayed: true`, to a retry of the same request.' }))
 
 export const IdempotencyHeaders = Type.Object({ 'idempotency-key': IdempotencyKey })
 

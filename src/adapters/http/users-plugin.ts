@@ -41,6 +41,13 @@ const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/
 
 const SECURITY = [{ apiKey: [] }]
 
+/** How many times the request carries the field `name` (lower case), from Node's `rawHeaders`. */
+function occurrences (rawHeaders: string[], name: string): number {
+  let count = 0
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]?.toLowerCase() === name) count++
+  return count
+}
+
 function userResource (message: string, user: UserProfile) {
   return {
     message,
@@ -137,8 +144,13 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     const ifMatch = request.headers['if-match']
     if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
     const idempotencyKey = request.headers['idempotency-key']
-    if (idempotencyKey !== undefined && !(typeof idempotencyKey === 'string' && IDEMPOTENCY_KEY.test(idempotencyKey))) {
-      errors.push({ path: '/header/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' })
+    if (idempotencyKey !== undefined) {
+      if (!(typeof idempotencyKey === 'string' && IDEMPOTENCY_KEY.test(idempotencyKey))) {
+        errors.push({ path: '/header/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' })
+      } else if (occurrences(request.raw.rawHeaders, 'idempotency-key') > 1) {
+        // Node has joined the fields into one value ("a1, b1"), which would pass for a key.
+        errors.push({ path: '/header/idempotency-key', message: 'must be sent once' })
+      }
     }
     if (errors.length > 0) throw invalidRequest(errors)
   }
