@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely'
 import type { IdempotencyRecord, IdempotencyStore } from '../../application/ports.js'
+import { prepare } from './prepared.js'
 import type { DatabaseSchema, IdempotencyKeysTable } from './schema.js'
 
 function toRecord (row: Selectable<IdempotencyKeysTable>): IdempotencyRecord {
@@ -20,22 +21,47 @@ function toRecord (row: Selectable<IdempotencyKeysTable>): IdempotencyRecord {
  */
 const PURGE_BATCH = 1000
 
+const COLUMNS = ['scope', 'key', 'fingerprint', 'status', 'body', 'headers', 'locked_until', 'expires_at'] as const
+
+/**
+ * The statements every keyed request runs, compiled once per database (see `prepare`); the
+ * parameters of each follow its placeholders. Columns are named, not `*`, as in the users' queries.
+ */
+export function compileIdempotencyQueries (db: Kysely<DatabaseSchema>) {
+  const byKey = db.selectFrom('idempotency_keys').where('scope', '=', '').where('key', '=', '')
+  return {
+    /** [scope, key, fingerprint, locked_until, expires_at] */
+    claim: prepare(db.insertInto('idempotency_keys')
+      .values({ scope: '', key: '', fingerprint: '', locked_until: 0, expires_at: 0 })
+      // ON CONFLICT DO NOTHING: of two racing first requests exactly one inserts.
+      .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
+      .returning('key')),
+    /** [scope, key] */
+    find: prepare(byKey.select(COLUMNS)),
+    /** [status, body, headers, scope, key, locked_until] */
+    complete: prepare(db.updateTable('idempotency_keys')
+      .set({ status: 0, body: '', headers: '' })
+      .where('scope', '=', '').where('key', '=', '').where('locked_until', '=', 0).where('status', 'is', null)),
+    /** [scope, key, locked_until] */
+    release: prepare(db.deleteFrom('idempotency_keys')
+      .where('scope', '=', '').where('key', '=', '').where('locked_until', '=', 0).where('status', 'is', null))
+  }
+}
+
+export type IdempotencyQueries = ReturnType<typeof compileIdempotencyQueries>
+
 /** The `IdempotencyStore` port on `db` (the pool, or a transaction). */
-export function kyselyIdempotencyStore (db: Kysely<DatabaseSchema>): IdempotencyStore {
+export function kyselyIdempotencyStore (db: Kysely<DatabaseSchema>, queries: IdempotencyQueries): IdempotencyStore {
   return {
     async claim (scope, key, record) {
-      // ON CONFLICT DO NOTHING: of two racing first requests exactly one inserts.
-      const inserted = await db.insertInto('idempotency_keys')
-        .values({ scope, key, fingerprint: record.fingerprint, locked_until: record.lockedUntil, expires_at: record.expiresAt })
-        .onConflict((oc) => oc.columns(['scope', 'key']).doNothing())
-        .returning('key').executeTakeFirst()
-      if (inserted !== undefined) return undefined
+      const inserted = await queries.claim(db, [scope, key, record.fingerprint, record.lockedUntil, record.expiresAt])
+      if (inserted.rows.length > 0) return undefined
       // Deleted between the two statements (released or purged): claim it again.
       return await this.find(scope, key) ?? await this.claim(scope, key, record)
     },
 
     async find (scope, key) {
-      const row = await db.selectFrom('idempotency_keys').selectAll().where('scope', '=', scope).where('key', '=', key).executeTakeFirst()
+      const row = (await queries.find(db, [scope, key])).rows[0] as Selectable<IdempotencyKeysTable> | undefined
       return row === undefined ? undefined : toRecord(row)
     },
 
@@ -49,17 +75,12 @@ export function kyselyIdempotencyStore (db: Kysely<DatabaseSchema>): Idempotency
     },
 
     async complete (scope, key, lockedUntil, response) {
-      const result = await db.updateTable('idempotency_keys')
-        .set({ status: response.status, body: response.body, headers: JSON.stringify(response.headers) })
-        .where('scope', '=', scope).where('key', '=', key).where('locked_until', '=', lockedUntil).where('status', 'is', null)
-        .executeTakeFirst()
-      return result.numUpdatedRows > 0n
+      const result = await queries.complete(db, [response.status, response.body, JSON.stringify(response.headers), scope, key, lockedUntil])
+      return (result.numAffectedRows ?? 0n) > 0n
     },
 
     async release (scope, key, lockedUntil) {
-      await db.deleteFrom('idempotency_keys')
-        .where('scope', '=', scope).where('key', '=', key).where('locked_until', '=', lockedUntil).where('status', 'is', null)
-        .execute()
+      await queries.release(db, [scope, key, lockedUntil])
     },
 
     async purgeExpired (now) {

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely'
 import type { Transactor, UnitOfWork } from '../../application/ports.js'
 import { isRetryable } from './database-errors.js'
-import { kyselyIdempotencyStore } from './kysely-idempotency-store.js'
+import { kyselyIdempotencyStore, type IdempotencyQueries } from './kysely-idempotency-store.js'
 import { kyselyUserRepository, type UserQueries } from './kysely-user-repository.js'
 import type { DatabaseSchema } from './schema.js'
 
@@ -9,8 +9,10 @@ const MAX_ATTEMPTS = 10
 // Each round of a compare-and-swap race has a winner, so n racers need at most n rounds.
 const MAX_OPTIMISTIC_ATTEMPTS = 200
 
-function unitOfWork (db: Kysely<DatabaseSchema>, queries: UserQueries, lockReads: boolean): UnitOfWork {
-  return { users: kyselyUserRepository(db, queries, lockReads), idempotency: kyselyIdempotencyStore(db) }
+export interface Queries { users: UserQueries, idempotency: IdempotencyQueries }
+
+function unitOfWork (db: Kysely<DatabaseSchema>, queries: Queries, lockReads: boolean): UnitOfWork {
+  return { users: kyselyUserRepository(db, queries.users, lockReads), idempotency: kyselyIdempotencyStore(db, queries.idempotency) }
 }
 
 async function retried<T> (attempts: number, run: () => Promise<T>): Promise<T> {
@@ -29,7 +31,7 @@ async function retried<T> (attempts: number, run: () => Promise<T>): Promise<T> 
  * instead of failing at their first write. Either way a transaction the database aborts for a
  * deadlock, serialisation failure or busy lock is run again, never reported.
  */
-export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: UserQueries): Transactor {
+export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: Queries): Transactor {
   async function once<T> (work: (uow: UnitOfWork) => Promise<T>): Promise<T> {
     return await db.transaction().execute(async (trx) => await work(unitOfWork(trx, queries, true)))
   }

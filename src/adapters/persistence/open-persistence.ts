@@ -3,7 +3,7 @@ import type pg from 'pg'
 import type { AppRepository, IdempotencyStore, Transactor, UserRepository } from '../../application/ports.js'
 import { parseDatabaseUrl, type DatabaseLocation } from './database-url.js'
 import { kyselyAppRepository } from './kysely-app-repository.js'
-import { kyselyIdempotencyStore } from './kysely-idempotency-store.js'
+import { compileIdempotencyQueries, kyselyIdempotencyStore } from './kysely-idempotency-store.js'
 import { kyselyTransactor } from './kysely-transactor.js'
 import { compileUserQueries, kyselyUserRepository } from './kysely-user-repository.js'
 import { migrateToLatest } from './migrations/index.js'
@@ -74,14 +74,14 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     })
     : { db: openSqlite(location.filename, { synchronous: options.sqliteSynchronous ?? 'NORMAL', lockTimeoutMs, checkpointInBackground: options.sqliteBackgroundCheckpoints }), pool: undefined }
   const dialect = location.dialect
-  const queries = compileUserQueries(db, dialect)
+  const queries = { users: compileUserQueries(db, dialect), idempotency: compileIdempotencyQueries(db) }
   const persistence: Persistence = {
     location,
     db,
     pool,
-    users: kyselyUserRepository(db, queries, false),
+    users: kyselyUserRepository(db, queries.users, false),
     apps: kyselyAppRepository(db),
-    idempotency: kyselyIdempotencyStore(db),
+    idempotency: kyselyIdempotencyStore(db, queries.idempotency),
     transactor: kyselyTransactor(db, queries),
     migrate: async () => await migrateToLatest(db, dialect),
     ping: async () => { await sql`select 1`.execute(db) },
