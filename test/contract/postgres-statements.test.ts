@@ -24,16 +24,33 @@ if (postgres === undefined) {
     t.ok(found)
     await persistence.users.update({ ...ada, name: 'Ada', updatedAt: 2, version: 2 }, ada)
     await persistence.apps.findKeyByHash('nope')
+    const record = { fingerprint: 'f', response: undefined, lockedUntil: 5, expiresAt: 9 }
+    for (const key of ['k1', 'k2']) t.equal(await persistence.idempotency.claim('scope', key, record), undefined)
+    t.ok(await persistence.idempotency.complete('scope', 'k1', 5, { status: 200, body: '{}', headers: {} }))
+    await persistence.idempotency.release('scope', 'k2', 5)
+    t.match(await persistence.idempotency.find('scope', 'k1'), { response: { status: 200 } })
 
     const prepared = await sql<{ name: string, statement: string }>`select name, statement from pg_prepared_statements order by statement`.execute(persistence.db)
     const statements = prepared.rows.map((r) => r.statement)
     t.ok(prepared.rows.every((r) => r.name.startsWith('klaim_')), 'only the named hot statements')
-    t.match(statements, [/^select "app_id", "klaim_id".* from "users" where/, /^select .* from "api_keys"/, /^update "users" set "name" = \$1, "updated_at"/])
+    t.match(statements, [
+      /^delete from "idempotency_keys" where/,
+      /^insert into "idempotency_keys"/,
+      /^insert into "users"/,
+      /^select "app_id", "klaim_id".* from "users" where/,
+      /^select "id", .* from "api_keys"/,
+      /^select "scope", "key".* from "idempotency_keys" where/,
+      /^update "idempotency_keys" set "status" = \$1/,
+      /^update "users" set "name" = \$1, "updated_at"/
+    ])
+    t.equal(statements.length, 8)
 
     // Another process's migration adds a column: with `select *` this process's prepared read
     // would fail with "cached plan must not change result type".
     await sql`alter table users add column nickname text`.execute(persistence.db)
+    await sql`alter table idempotency_keys add column note text`.execute(persistence.db)
     t.match(await persistence.users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 })
+    t.match(await persistence.idempotency.find('scope', 'k1'), { response: { status: 200 } })
   })
 
   t.test('a lock nobody releases fails the request with a 503 after the lock timeout, and idle transactions end', async (t) => {

@@ -25,8 +25,10 @@ export function rowToUser (row: UserRow): User {
   }
 }
 
+type UserInsert = Insertable<UsersTable> & { version: number }
+
 /** Both dialects take metadata as JSON text: node-postgres would send an array as a Postgres array. */
-export function userToRow (user: User): Insertable<UsersTable> & { version: number } {
+export function userToRow (user: User): UserInsert {
   return {
     app_id: user.appId,
     klaim_id: user.klaimId,
@@ -67,7 +69,11 @@ export function compileUserQueries (db: Kysely<DatabaseSchema>, dialect: Dialect
   // Named columns, not `*`: a server-side prepared statement must not change its result type.
   const byUserId = db.selectFrom('users').select(USER_COLUMNS).where('app_id', '=', '').where('user_id', '=', '')
   const updates = new Map<string, Prepared<never>>()
+  // A row of placeholders in userToRow's column order, which `insert`'s parameters follow.
+  const placeholders = userToRow({ appId: '', klaimId: '', userId: '', email: '', name: '', metadata: {}, creditBalance: 0, acquisitionSource: 'api', createdAt: 0, updatedAt: 0, version: 0 })
   return {
+    // ON CONFLICT keeps a klaim_id collision from aborting a PostgreSQL transaction.
+    insert: prepare(db.insertInto('users').values(placeholders).onConflict((oc) => oc.column('klaim_id').doNothing()).returning('klaim_id')),
     findByUserId: prepare(byUserId),
     // Only PostgreSQL locks rows; SQLite's transactions take the write lock at BEGIN IMMEDIATE.
     findByUserIdForUpdate: prepare(dialect === 'postgres' ? byUserId.forUpdate() : byUserId),
@@ -111,14 +117,11 @@ export function kyselyUserRepository (db: Kysely<DatabaseSchema>, queries: UserQ
     async insert (user) {
       let inserted
       try {
-        // ON CONFLICT keeps a klaim_id collision from aborting a PostgreSQL transaction.
-        inserted = await db.insertInto('users').values(userToRow(user))
-          .onConflict((oc) => oc.column('klaim_id').doNothing())
-          .returning('klaim_id').executeTakeFirst()
+        inserted = await queries.insert(db, Object.values(userToRow(user)))
       } catch (error) {
         throw conflictError(error)
       }
-      if (inserted === undefined) throw new KlaimIdCollisionError()
+      if (inserted.rows.length === 0) throw new KlaimIdCollisionError()
     },
 
     async update (next, previous) {
