@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import t from 'tap'
 import { buildHttpApp, loggerOptions } from '../../src/adapters/http/app.js'
@@ -120,4 +120,21 @@ t.test('a client that hangs up in the middle of its body gets one info line, not
   const lines = logged.filter((line) => line.reqId === 'cut-short')
   t.same(lines.map((line) => [line.level, line.msg]), [[30, 'request aborted by the client']], 'one info line: no error line, no 503')
   t.match(lines[0], { req: { method: 'PUT', route: '/users/:user_id' } })
+})
+
+t.test('a client that half-closes after its request still gets the answer (printf ... | nc)', async (t) => {
+  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await service.close())
+  // Barrier: /ready answers only once the server has read the client's FIN, as it would when
+  // the database is a network round trip away.
+  let finRead!: () => void
+  const fin = new Promise<void>((resolve) => { finRead = resolve })
+  const app = await buildHttpApp({ service: { ...service, ping: async () => { await fin; await service.ping() } } })
+  t.teardown(async () => await app.close())
+  app.server.on('connection', (socket: Socket) => socket.once('end', finRead))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const res = await exchange(port, 'GET /ready HTTP/1.0\r\n\r\n')
+  t.equal(res.status, 200)
+  t.same(JSON.parse(res.body), { status: 'ready' })
 })

@@ -128,6 +128,12 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     }
   })
 
+  // A client may half-close its side once its request is sent (`printf ... | nc`, some health
+  // checkers). Node's default then drops the requests still running, unanswered: on PostgreSQL
+  // that is any request past authentication, and /ready. Allowed half-open, Node answers them
+  // and closes the connection after the last answer. (An old Node property, undocumented.)
+  Object.assign(app.server, { httpAllowHalfOpen: true })
+
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
     // RFC 9112, 3.2: a server must answer 400 to an HTTP/1.1 request without a Host header.
