@@ -61,7 +61,7 @@ export function kyselyIdempotencyStore (db: Kysely<DatabaseSchema>, queries: Ide
     },
 
     async find (scope, key) {
-      const row = (await queries.find(db, [scope, key])).rows[0] as Selectable<IdempotencyKeysTable> | undefined
+      const row = (await queries.find(db, [scope, key])).rows[0]
       return row === undefined ? undefined : toRecord(row)
     },
 
