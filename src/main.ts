@@ -1,8 +1,19 @@
+import { setFlagsFromString } from 'node:v8'
 import type { FastifyBaseLogger } from 'fastify'
 import { buildHttpApp, loggerOptions } from './adapters/http/app.js'
 import { ConfigError, dataFolder, loadConfig, type Config } from './config.js'
 import { ensureFirstApp } from './first-start.js'
 import { openUsersService } from './users-service.js'
+
+/**
+ * After each full collection V8 lets the heap grow by a factor it picks from how cheap collecting
+ * is: up to 4 times what survived. Here about 30-50 MB survive, and under steady load the heap
+ * grew to 150 MB between collections, RSS past 200 MB (230 MB in a 3-minute soak). At 1.5 times,
+ * the same soak stays under 170 MB, at no measurable CPU cost (A/B: 160 against 160 µs a PUT).
+ * Only the growth changes: the heap's hard limit stays Node's default. Set at start-up, before
+ * the load; V8 reads it at every collection.
+ */
+const HEAP_GROWING_PERCENT = 50
 
 /** Stops the process with one line on stderr and exit code 1, not a stack trace. */
 function fail (message: string): never {
@@ -21,6 +32,7 @@ function readConfig (): Config {
 
 /** The composition root: config -> database -> migrate -> use cases -> HTTP. */
 async function main (): Promise<void> {
+  setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
   const config = readConfig()
   // The pool can report an idle connection's failure at any time; it logs once the app exists.
   const logs: { to?: FastifyBaseLogger } = {}
