@@ -25,10 +25,8 @@ export function rowToUser (row: UserRow): User {
   }
 }
 
-type UserInsert = Insertable<UsersTable> & { version: number }
-
 /** Both dialects take metadata as JSON text: node-postgres would send an array as a Postgres array. */
-export function userToRow (user: User): UserInsert {
+export function userToRow (user: User): Insertable<UsersTable> & { version: number } {
   return {
     app_id: user.appId,
     klaim_id: user.klaimId,
