@@ -24,7 +24,7 @@ export async function openUsersService (options: UsersServiceOptions) {
 
   return {
     location: persistence.location,
-    /** The pg pool on PostgreSQL (for its gauges), else undefined. */
+    /** The PostgreSQL pool's connection gauges (for metrics), else undefined. */
     pool: persistence.pool,
     createUser: createUser({ transactor, clock, ids }),
     getUser: getUser({ users }),

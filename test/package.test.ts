@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 
@@ -28,4 +28,52 @@ t.test('the package is ESM with an exports map, types and the documented names',
     t.ok(entry[name], name)
   }
   t.match(readFileSync(join(ROOT, 'dist', 'index.d.ts'), 'utf8'), /UserRepository/)
+})
+
+// A TypeScript host installs the package with its production dependencies only, brings its own
+// @types/node, and type-checks with tsc's defaults (skipLibCheck off). Every declaration the
+// package publishes must then resolve: none may need a type package of our dev dependencies.
+t.test('a TypeScript host type-checks against the published declarations with only our production dependencies', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'klaim-host-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const modules = join(dir, 'node_modules')
+  // The package as published ("files": dist), declarations only: nothing runs.
+  const installed = join(modules, 'klaim-users')
+  cpSync(join(ROOT, 'dist'), join(installed, 'dist'), { recursive: true, filter: (path) => statSync(path).isDirectory() || path.endsWith('.d.ts') })
+  copyFileSync(join(ROOT, 'package.json'), join(installed, 'package.json'))
+  // What `npm install klaim-users` brings along (the production closure), and the host's @types/node.
+  const { stdout } = await run('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT })
+  const topLevel = stdout.split('\n').map((path) => relative(join(ROOT, 'node_modules'), path))
+    .filter((name) => name !== '' && !name.startsWith('..') && !name.includes('node_modules'))
+  t.ok(topLevel.includes('fastify') && topLevel.includes('pg'), 'the production closure was listed')
+  t.notOk(topLevel.some((name) => name.startsWith('@types/')), 'no type package among the production dependencies')
+  for (const name of [...topLevel, '@types/node', 'undici-types']) {
+    mkdirSync(dirname(join(modules, name)), { recursive: true })
+    symlinkSync(join(ROOT, 'node_modules', name), join(modules, name))
+  }
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'host', private: true, type: 'module' }))
+  writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
+    // preserveSymlinks: resolve from the host's node_modules, not from this repository's.
+    compilerOptions: { target: 'ES2022', module: 'NodeNext', strict: true, noEmit: true, types: ['node'], preserveSymlinks: true },
+    files: ['host.ts']
+  }))
+  writeFileSync(join(dir, 'host.ts'), `
+import { openUsersService, usersHttpPlugin, UserNotFoundError, type UserRepository, type UsersService, type UserProfile } from 'klaim-users'
+
+const users: UsersService = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+const { appId } = await users.createApp({ name: 'host' })
+const u: UserProfile & { etag: string } = await users.createUser({ appId, email: 'ada@example.com', userId: 'ada' })
+await users.updateUserProfile({ appId, userId: 'ada', changes: { name: 'Ada', metadata: { plan: 'pro' } }, ifMatch: u.etag })
+try {
+  await users.getUser({ appId, userId: 'nobody' })
+} catch (error) {
+  if (error instanceof UserNotFoundError) console.log(error.code satisfies string)
+}
+const gauges: number | undefined = users.pool?.idleCount
+export const parts: [typeof usersHttpPlugin, UserRepository | undefined, number | undefined] = [usersHttpPlugin, undefined, gauges]
+await users.close()
+`)
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
+  const result = await run(process.execPath, [tsc, '-p', dir], { cwd: dir }).then(() => 'no errors', (error: { stdout: string }) => error.stdout)
+  t.equal(result, 'no errors')
 })

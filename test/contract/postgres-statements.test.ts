@@ -8,6 +8,12 @@ import { freshClient } from '../helpers/fixtures.js'
 import { sampleUser } from '../helpers/users.js'
 
 const postgres = databases.find((db) => db.dialect === 'postgres')
+
+/** The service's pg pool, which its public type shows only by its gauges. */
+function pgPool (service: { pool: unknown }): pg.Pool {
+  if (!(service.pool instanceof pg.Pool)) throw new TypeError('the service has no pg pool')
+  return service.pool
+}
 if (postgres === undefined) {
   if (process.env.REQUIRE_POSTGRES === '1') throw new Error('REQUIRE_POSTGRES=1 but no TEST_DATABASE_URL')
   t.comment('!!! no PostgreSQL (TEST_DATABASE_URL): the prepared-statement tests are SKIPPED')
@@ -73,15 +79,16 @@ if (postgres === undefined) {
     const put = await client.put('ada', { name: 'Ada' }, { 'idempotency-key': 'k1' })
     t.equal(put.statusCode, 200, 'the lock released, the same request succeeds (a 503 keeps no idempotency answer)')
 
-    const settings = await client.service.pool?.query<{ lock: string, idle: string }>("select current_setting('lock_timeout') as lock, current_setting('idle_in_transaction_session_timeout') as idle")
-    t.same(settings?.rows, [{ lock: '300ms', idle: '10s' }], 'every pooled session carries both limits')
+    const settings = await pgPool(client.service).query<{ lock: string, idle: string }>("select current_setting('lock_timeout') as lock, current_setting('idle_in_transaction_session_timeout') as idle")
+    t.same(settings.rows, [{ lock: '300ms', idle: '10s' }], 'every pooled session carries both limits')
   })
 
   t.test('a connection lost while a request holds it fails that request with a 503, not the process', async (t) => {
     // One pooled connection, so the next request waits for the very one that is lost.
     const client = await freshClient(t, postgres, { lockTimeoutMs: 60_000, poolMax: 1 })
     await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
-    const { location, pool } = client.service
+    const { location } = client.service
+    const pool = pgPool(client.service)
     const connectionString = location.dialect === 'postgres' ? location.connectionString : ''
     const [locker, admin] = [new pg.Client({ connectionString }), new pg.Client({ connectionString })]
     for (const other of [locker, admin]) {
@@ -90,7 +97,7 @@ if (postgres === undefined) {
     }
     type Held = pg.PoolClient & { processID: number, connection: pg.Connection }
     const held = new Map<number, Held>()
-    pool?.on('acquire', (client) => held.set((client as Held).processID, client as Held))
+    pool.on('acquire', (client) => held.set((client as Held).processID, client as Held))
 
     // The request is made to wait for a row lock; then its connection goes, one way or another:
     // the server ends its session (an administrator, a restart, idle_in_transaction_session_timeout),
@@ -111,7 +118,7 @@ if (postgres === undefined) {
           waiting = rows[0]?.pid
         }
         const next = client.put('ada', { name: `Ada ${how}` }, headers(2))
-        while (pool?.waitingCount === 0) await new Promise((resolve) => setImmediate(resolve))
+        while (pool.waitingCount === 0) await new Promise((resolve) => setImmediate(resolve))
         await lose(waiting)
         const lost = await put
         await locker.query('rollback')
@@ -129,8 +136,8 @@ if (postgres === undefined) {
     await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
     // Both pooled connections open, so each request below meets a silent one.
     await Promise.all([1, 2].map(async () => await client.request({ method: 'GET', url: '/users/ada' })))
-    const settings = await service.pool?.query<{ timeout: string }>("select current_setting('statement_timeout') as timeout")
-    t.same(settings?.rows, [{ timeout: '300ms' }], 'the server cancels a statement that runs longer')
+    const settings = await pgPool(service).query<{ timeout: string }>("select current_setting('statement_timeout') as timeout")
+    t.same(settings.rows, [{ timeout: '300ms' }], 'the server cancels a statement that runs longer')
 
     // The open connections lose every byte from now on, both ways, and nothing says so (a
     // partition, or a database host that vanished in a failover): TCP would retry for minutes.

@@ -1,13 +1,13 @@
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type pg from 'pg'
+import type { PoolGauges } from '../persistence/open-persistence.js'
 import { unauthorized } from './problems.js'
 
 export interface MetricsOptions {
   /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
   token?: string
   /** The PostgreSQL pool, for its gauges. */
-  pool?: pg.Pool
+  pool?: PoolGauges
 }
 
 /**

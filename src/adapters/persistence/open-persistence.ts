@@ -1,5 +1,4 @@
 import { sql, type Kysely } from 'kysely'
-import type pg from 'pg'
 import type { AppRepository, IdempotencyStore, Transactor, UserRepository } from '../../application/ports.js'
 import { parseDatabaseUrl, type DatabaseLocation } from './database-url.js'
 import { kyselyAppRepository } from './kysely-app-repository.js'
@@ -38,11 +37,21 @@ export interface PersistenceOptions {
   migrate?: boolean
 }
 
+/**
+ * What a PostgreSQL pool tells about its connections (pg's `Pool` has them). Typed here rather
+ * than as `pg.Pool` so that the package's declarations need no `@types/pg`, a dev dependency.
+ */
+export interface PoolGauges {
+  readonly totalCount: number
+  readonly idleCount: number
+  readonly waitingCount: number
+}
+
 export interface Persistence {
   location: DatabaseLocation
   db: Kysely<DatabaseSchema>
-  /** The pg pool on PostgreSQL, else undefined. */
-  pool: pg.Pool | undefined
+  /** The PostgreSQL pool's gauges, else undefined. */
+  pool: PoolGauges | undefined
   users: UserRepository
   apps: AppRepository
   idempotency: IdempotencyStore
