@@ -84,7 +84,9 @@ t.test('a write lock nobody releases fails the request with a 503 after the lock
 })
 
 t.test('a full disk fails the write as unavailable (a 503), and stores nothing of it', async (t) => {
-  const persistence = await openPersistence({ databaseUrl: await sqlite.fresh(t) })
+  // In memory: one connection, so the page limit set below binds the write (a file database
+  // runs it on the SQLite thread's connection, which this pragma does not reach).
+  const persistence = await openPersistence({ databaseUrl: 'sqlite::memory:' })
   t.teardown(async () => await persistence.close())
   const { apps, users, db } = persistence
   await apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })

@@ -1,3 +1,9 @@
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { promisify } from 'node:util'
 import { CompiledQuery, sql } from 'kysely'
 import t from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
@@ -32,6 +38,37 @@ t.test('a query outside a transaction waits for the connection; it never runs in
   t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' }, 'and at once when the connection is free')
 })
 
+t.test('on a file database a read outside a transaction need not wait for one, and sees only what was committed', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'klaim-thread-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const persistence = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'users.db')}` })
+  t.teardown(async () => await persistence.close())
+  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  const bob = sampleUser({ appId: 'app', userId: 'bob', klaimId: 'k-bob', email: 'bob@example.com' })
+  await persistence.users.insert(bob)
+
+  let entered!: () => void
+  const inside = new Promise<void>((resolve) => { entered = resolve })
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  const transaction = persistence.transactor.transaction(async (uow) => {
+    await uow.users.insert(sampleUser({ appId: 'app', userId: 'ada' }))
+    entered()
+    await gate
+  })
+  await inside
+
+  // Answered on the SQLite thread's connection while the transaction is still open.
+  t.equal(await persistence.users.findByUserId('app', 'ada'), undefined, 'the uncommitted insert is not seen')
+  // A write there meets the transaction's write lock if it runs before the commit, and then waits
+  // for it the queued way (as for another process's lock: sqlite-availability.test.ts); it lands.
+  const update = persistence.users.update({ ...bob, name: 'Bob', updatedAt: 2, version: 2 }, bob)
+  release()
+  await Promise.all([transaction, update])
+  t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' }, 'the committed one is')
+  t.match(await persistence.users.findByUserId('app', 'bob'), { name: 'Bob', version: 2 }, 'and the write that waited for the lock landed')
+})
+
 t.test('an update finds its row through the (app_id, user_id) index that the read before it walked', async (t) => {
   const persistence = await openPersistence({ databaseUrl: 'sqlite::memory:' })
   t.teardown(async () => await persistence.close())
@@ -61,4 +98,35 @@ t.test('a transaction that SQLite rolled back by itself reports the error that e
     await users.insert(sampleUser({ appId: 'app', userId: 'boom', klaimId: 'k2', email: 'boom@example.com' }))
   }), { message: 'boom' }, 'not "cannot rollback - no transaction is active"')
   t.equal(await persistence.users.findByUserId('app', 'ada'), undefined, 'nothing of it stays')
+})
+
+t.test('a statement whose parameters cannot cross to the SQLite thread fails, and the thread goes on', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'klaim-thread-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const persistence = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'users.db')}` })
+  t.teardown(async () => await persistence.close())
+  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  await persistence.users.insert(sampleUser({ appId: 'app', userId: 'ada' }))
+  // Only a caller past the types can send one; the use cases check their input first.
+  await t.rejects(persistence.users.findByUserId('app', (() => 'ada') as unknown as string), { name: 'DataCloneError' })
+  t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' })
+})
+
+t.test('a host that never closes the service still exits, and one that awaits a statement is kept alive for it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'klaim-thread-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const notADatabase = join(dir, 'not-a-database.db')
+  writeFileSync(notADatabase, 'plain text, not a SQLite database file, and long enough to hold its header\n'.repeat(8))
+  const entry = pathToFileURL(resolve(import.meta.dirname, '..', '..', 'dist', 'index.js')).href
+  // Top-level awaits: were the thread not holding the process open while a statement runs, Node
+  // would exit at the first one with code 13 (an unsettled top-level await).
+  const script = `
+    import { openUsersService } from ${JSON.stringify(entry)}
+    await openUsersService({ databaseUrl: ${JSON.stringify(`sqlite:${notADatabase}`)} }).catch((error) => console.log(error.code))
+    const users = await openUsersService({ databaseUrl: ${JSON.stringify(`sqlite:${join(dir, 'users.db')}`)} })
+    const { appId } = await users.createApp({ name: 'host' })
+    console.log((await users.createUser({ appId, email: 'ada@example.com' })).email)
+  `
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '--eval', script], { timeout: 30_000 })
+  t.equal(stdout, 'SQLITE_NOTADB\nada@example.com\n', 'no close, yet the process ended by itself')
 })

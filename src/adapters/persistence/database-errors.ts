@@ -1,3 +1,5 @@
+import { SQLITE_THREAD_STOPPED } from './sqlite-thread.js'
+
 /** Which unique index refused a write, from either driver's error; undefined for other errors. */
 export function uniqueViolation (error: unknown): 'user_id' | 'email' | 'klaim_id' | undefined {
   if (typeof error !== 'object' || error === null) return undefined
@@ -41,6 +43,7 @@ const UNAVAILABLE_CODES = new Set([
   '53000', '53100', '53200', '53300', // insufficient_resources, disk_full, out_of_memory, too_many_connections
   '55P03', '57014', // lock_not_available (lock_timeout), query_canceled (statement_timeout)
   SQLITE_LOCK_TIMEOUT, 'SQLITE_FULL', // the disk (or the database's page limit) is full
+  SQLITE_THREAD_STOPPED,
   '08000', '08001', '08003', '08004', '08006' // connection exceptions
 ])
 

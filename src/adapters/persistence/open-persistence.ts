@@ -81,7 +81,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
       statementTimeoutMs,
       onPoolError: options.onPoolError ?? (() => {})
     })
-    : { db: openSqlite(location.filename, { synchronous: options.sqliteSynchronous ?? 'NORMAL', lockTimeoutMs, checkpointInBackground: options.sqliteBackgroundCheckpoints }), pool: undefined }
+    : { db: await openSqlite(location.filename, { synchronous: options.sqliteSynchronous ?? 'NORMAL', lockTimeoutMs, checkpointInBackground: options.sqliteBackgroundCheckpoints }), pool: undefined }
   const dialect = location.dialect
   const queries = { users: compileUserQueries(db, dialect), idempotency: compileIdempotencyQueries(db) }
   const persistence: Persistence = {

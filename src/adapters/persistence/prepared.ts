@@ -11,15 +11,15 @@ export function prepare<R> (query: Compilable<R>): Prepared<R> {
   const compiled = query.compile()
   HOT_STATEMENTS.add(compiled.sql)
   return async (db, parameters) =>
-    (DIRECT.get(db)?.(compiled.sql, parameters) as QueryResult<R> | undefined) ?? await db.executeQuery<R>({ ...compiled, parameters })
+    (await DIRECT.get(db)?.(compiled.sql, parameters) as QueryResult<R> | undefined) ?? await db.executeQuery<R>({ ...compiled, parameters })
 }
 
-type DirectRunner = (sql: string, parameters: readonly unknown[]) => QueryResult<unknown> | undefined
+type DirectRunner = (sql: string, parameters: readonly unknown[]) => Promise<QueryResult<unknown> | undefined>
 const DIRECT = new WeakMap<Kysely<any>, DirectRunner>()
 
 /**
  * Lets prepared queries on `db` (itself, not its transactions) skip Kysely's executor: `run`
- * answers at once, or undefined to go through Kysely. Used by the SQLite driver; no plugins
+ * answers, or resolves to undefined to go through Kysely. Used by the SQLite driver; no plugins
  * are installed, so nothing is skipped but the chain of promises around the driver.
  */
 export function runDirectly (db: Kysely<any>, run: DirectRunner): void {

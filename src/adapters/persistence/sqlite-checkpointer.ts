@@ -6,6 +6,13 @@ const CHECKPOINT_EVERY_MS = 100
 /** SQLite's own checkpoint, kept on the request connection in case the worker falls behind. */
 export const SAFETY_NET_CHECKPOINT_PAGES = 10_000
 
+/**
+ * How to start a worker from a CommonJS script given as text. It takes none of the host's Node
+ * flags: under `--input-type=module` it would read its script as an ES module (and fail on
+ * `require`), and a loader's hooks (a test runner's, say) have nothing to do in it.
+ */
+export const EVAL_WORKER = { eval: true, execArgv: [] }
+
 // A CommonJS script, so it runs the same from the compiled package and from the TypeScript tests.
 const WORKER_SOURCE = `
 const { closeSync, fdatasyncSync, openSync } = require('node:fs')
@@ -53,7 +60,7 @@ export class SqliteCheckpointer {
 
   constructor (filename: string, onError: (error: Error) => void) {
     this.#worker = new Worker(WORKER_SOURCE, {
-      eval: true,
+      ...EVAL_WORKER,
       workerData: { filename, betterSqlite3: createRequire(import.meta.url).resolve('better-sqlite3'), everyMs: CHECKPOINT_EVERY_MS },
       resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 }
     })

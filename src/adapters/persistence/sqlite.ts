@@ -9,6 +9,7 @@ import { isSqliteBusy, SQLITE_LOCK_TIMEOUT } from './database-errors.js'
 import { runDirectly } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js'
+import { SqliteThread } from './sqlite-thread.js'
 
 export type SqliteSynchronous = 'NORMAL' | 'FULL'
 
@@ -79,19 +80,24 @@ class SqliteConnection implements DatabaseConnection {
 }
 
 /**
- * SQLite has one connection, so queries take turns. Kysely's own driver wakes every waiter at
- * each release (all but one go back to sleep): with 50 requests in flight that cost more than
- * the queries. Here waiters queue, and a release hands the connection to the next one only.
+ * Kysely's queries (transactions, migrations, anything not prepared) run on one connection on
+ * the event loop's thread, so they take turns. Kysely's own driver wakes every waiter at each
+ * release (all but one go back to sleep): with 50 requests in flight that cost more than the
+ * queries. Here waiters queue, and a release hands the connection to the next one only.
+ * A file database also has a second connection on a thread of its own (see SqliteThread) for
+ * the prepared statements run outside transactions: the hot path of every read and update.
  */
 class SqliteDriver implements Driver {
   readonly #connection: SqliteConnection
   readonly #db: BetterSqlite3.Database
+  readonly #thread: SqliteThread | undefined
   readonly #checkpointer: SqliteCheckpointer | undefined
   readonly #waiting: Array<() => void> = []
   #busy = false
 
-  constructor (db: BetterSqlite3.Database, lockTimeoutMs: number, checkpointer: SqliteCheckpointer | undefined) {
+  constructor (db: BetterSqlite3.Database, lockTimeoutMs: number, thread: SqliteThread | undefined, checkpointer: SqliteCheckpointer | undefined) {
     this.#db = db
+    this.#thread = thread
     this.#checkpointer = checkpointer
     this.#connection = new SqliteConnection(db, lockTimeoutMs, async (attempt) => await this.#waitForLock(attempt))
   }
@@ -99,16 +105,18 @@ class SqliteDriver implements Driver {
   async init (): Promise<void> {}
 
   /**
-   * Runs one statement at once when no one holds the connection (better-sqlite3 is synchronous,
-   * so nothing can interleave), without Kysely's acquire-run-release chain of promises; else
-   * undefined, and the caller queues through Kysely.
+   * Runs one statement outside any transaction without Kysely's acquire-run-release chain of
+   * promises: on the SQLite thread when there is one; else at once, when no one holds the
+   * connection (better-sqlite3 is synchronous, so nothing can interleave). Resolves to
+   * undefined when it cannot (the connection is held, or another connection holds the lock the
+   * statement needs), and the caller queues through Kysely, which waits for the lock.
    */
-  runNow<R> (sql: string, parameters: readonly unknown[]): QueryResult<R> | undefined {
-    if (this.#busy || !this.#db.open) return undefined
+  async runNow<R> (sql: string, parameters: readonly unknown[]): Promise<QueryResult<R> | undefined> {
     try {
+      if (this.#thread?.open === true) return await this.#thread.run<R>(sql, parameters)
+      if (this.#busy || !this.#db.open) return undefined
       return this.#connection.run(sql, parameters)
     } catch (error) {
-      // Another process holds the lock: the queued way waits for it without blocking.
       if (isSqliteBusy(error)) return undefined
       throw error
     }
@@ -155,6 +163,7 @@ class SqliteDriver implements Driver {
 
   async destroy (): Promise<void> {
     await this.#checkpointer?.stop()
+    await this.#thread?.close()
     this.#db.close()
   }
 }
@@ -171,21 +180,31 @@ export interface SqliteOptions {
  * Opens (creating its folder) a SQLite database in WAL mode. `synchronous=NORMAL` keeps every
  * acknowledged write through a process crash; `FULL` also through a power loss.
  */
-export function openSqlite (filename: string, options: SqliteOptions): Kysely<DatabaseSchema> {
-  if (filename !== ':memory:') mkdirSync(dirname(filename), { recursive: true })
+export async function openSqlite (filename: string, options: SqliteOptions): Promise<Kysely<DatabaseSchema>> {
+  const inMemory = filename === ':memory:'
+  if (!inMemory) mkdirSync(dirname(filename), { recursive: true })
+  const background = inMemory ? undefined : options.checkpointInBackground
+  const pragmas = [
+    `synchronous = ${options.synchronous}`,
+    'foreign_keys = ON',
+    // Waiting for another connection's lock is the driver's job (see SqliteConnection.executeQuery):
+    // SQLite's busy timeout would wait inside the synchronous call, with the event loop stalled.
+    'busy_timeout = 0',
+    ...background === undefined ? [] : [`wal_autocheckpoint = ${SAFETY_NET_CHECKPOINT_PAGES}`]
+  ]
   const db = new BetterSqlite3(filename)
-  db.pragma('journal_mode = WAL')
-  db.pragma(`synchronous = ${options.synchronous}`)
-  db.pragma('foreign_keys = ON')
-  // Waiting for another process's lock is the driver's job (see SqliteConnection.executeQuery):
-  // SQLite's busy timeout would wait inside the synchronous call, with the event loop stalled.
-  db.pragma('busy_timeout = 0')
-  let checkpointer: SqliteCheckpointer | undefined
-  if (options.checkpointInBackground !== undefined && filename !== ':memory:') {
-    db.pragma(`wal_autocheckpoint = ${SAFETY_NET_CHECKPOINT_PAGES}`)
-    checkpointer = new SqliteCheckpointer(filename, options.checkpointInBackground.onError)
+  let thread: SqliteThread | undefined
+  try {
+    db.pragma('journal_mode = WAL')
+    for (const pragma of pragmas) db.pragma(pragma)
+    // An in-memory database exists on its one connection only.
+    if (!inMemory) thread = await SqliteThread.open(filename, pragmas, STATEMENT_CACHE_SIZE)
+  } catch (error) {
+    db.close()
+    throw error
   }
-  const driver = new SqliteDriver(db, options.lockTimeoutMs, checkpointer)
+  const checkpointer = background === undefined ? undefined : new SqliteCheckpointer(filename, background.onError)
+  const driver = new SqliteDriver(db, options.lockTimeoutMs, thread, checkpointer)
   const dialect: Dialect = {
     createAdapter: () => new SqliteAdapter(),
     createDriver: () => driver,
@@ -193,6 +212,6 @@ export function openSqlite (filename: string, options: SqliteOptions): Kysely<Da
     createIntrospector: (kysely) => new SqliteIntrospector(kysely)
   }
   const kysely = new Kysely<DatabaseSchema>({ dialect })
-  runDirectly(kysely, (sql, parameters) => driver.runNow(sql, parameters))
+  runDirectly(kysely, async (sql, parameters) => await driver.runNow(sql, parameters))
   return kysely
 }
