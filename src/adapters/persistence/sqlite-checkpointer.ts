@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads'
 
 /** How often the worker copies the WAL back into the database file. */
 const CHECKPOINT_EVERY_MS = 100
-/** SQLite's own checkpoint, kept on the request connection in case the worker falls behind. */
+/** SQLite's own checkpoint, kept on the request connections in case the worker falls behind. */
 export const SAFETY_NET_CHECKPOINT_PAGES = 10_000
 
 /**
@@ -50,7 +50,7 @@ parentPort.on('message', () => { clearInterval(timer); db.close(); closeSync(fil
  * event loop and every request in flight stalled behind it. Here a second connection copies the
  * WAL back every 100 ms, off the event loop (PASSIVE: it never blocks readers or writers), and
  * syncs the database file after each pass that copied pages.
- * The request connection keeps an automatic checkpoint at 10,000 pages: a safety net should the
+ * The request connections keep an automatic checkpoint at 10,000 pages: a safety net should the
  * worker fail, and what resets the WAL under steady writes (the worker's passes seldom end with
  * nothing committed after them).
  */
