@@ -4,8 +4,10 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
+import { Worker } from 'node:worker_threads'
 import { CompiledQuery, sql } from 'kysely'
 import t from 'tap'
+import { isUnavailable } from '../../src/adapters/persistence/database-errors.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { HOT_STATEMENTS } from '../../src/adapters/persistence/prepared.js'
 import { sampleUser } from '../helpers/users.js'
@@ -129,4 +131,37 @@ t.test('a host that never closes the service still exits, and one that awaits a 
   `
   const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '--eval', script], { timeout: 30_000 })
   t.equal(stdout, 'SQLITE_NOTADB\nada@example.com\n', 'no close, yet the process ended by itself')
+})
+
+t.test('when the SQLite thread stops, the statement under way fails as unavailable and later ones run on the other connection', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'klaim-thread-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const persistence = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'users.db')}` })
+  t.teardown(async () => await persistence.close())
+  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  const ada = sampleUser({ appId: 'app', userId: 'ada' })
+  await persistence.users.insert(ada)
+
+  // The thread's worker, caught as it is sent a statement.
+  let worker: Worker | undefined
+  const postMessage = Worker.prototype.postMessage
+  Worker.prototype.postMessage = function (this: Worker, ...args: Parameters<Worker['postMessage']>) {
+    worker ??= this
+    postMessage.apply(this, args)
+  }
+  try {
+    await persistence.users.findByUserId('app', 'ada')
+  } finally {
+    Worker.prototype.postMessage = postMessage
+  }
+  if (worker === undefined) throw new Error('no statement went to a worker')
+
+  // Sent after the stop was asked for, so the thread never runs it.
+  const stopping = worker.terminate()
+  const underWay = await persistence.users.findByUserId('app', 'ada').catch((error: unknown) => error)
+  await stopping
+  t.match(underWay, { code: 'SQLITE_THREAD_STOPPED' })
+  t.ok(isUnavailable(underWay), 'a 503 over HTTP, not a 500')
+  await persistence.users.update({ ...ada, name: 'Ada', updatedAt: 2, version: 2 }, ada)
+  t.match(await persistence.users.findByUserId('app', 'ada'), { name: 'Ada', version: 2 }, 'reads and writes go on')
 })

@@ -47,7 +47,7 @@ parentPort.on('message', () => { clearInterval(timer); db.close(); closeSync(fil
 /**
  * Checkpoints a WAL database from a worker thread. SQLite's automatic checkpoint runs inside
  * the commit that crosses 1000 WAL pages: a few milliseconds of copying and an fsync, with the
- * event loop and every request in flight stalled behind it. Here a second connection copies the
+ * event loop and every request in flight stalled behind it. Here another connection copies the
  * WAL back every 100 ms, off the event loop (PASSIVE: it never blocks readers or writers), and
  * syncs the database file after each pass that copied pages.
  * The request connections keep an automatic checkpoint at 10,000 pages: a safety net should the
