@@ -6,17 +6,28 @@ import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import { CompiledQuery, sql } from 'kysely'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { isUnavailable } from '../../src/adapters/persistence/database-errors.js'
-import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
+import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
 import { HOT_STATEMENTS } from '../../src/adapters/persistence/prepared.js'
 import { sampleUser } from '../helpers/users.js'
 
-t.test('a query outside a transaction waits for the connection; it never runs inside another\'s transaction', async (t) => {
-  const persistence = await openPersistence({ databaseUrl: 'sqlite::memory:' })
-  t.teardown(async () => await persistence.close())
-  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+/** A folder of its own for the test, removed at its end. */
+function folder (t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'klaim-thread-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
 
+/** A fresh database file, as in production: with its SQLite thread. Closed at the end of `t`. */
+async function openFile (t: Test): Promise<Persistence> {
+  const persistence = await openPersistence({ databaseUrl: `sqlite:${join(folder(t), 'users.db')}` })
+  t.teardown(async () => await persistence.close())
+  return persistence
+}
+
+/** A transaction of app 'app' that has inserted 'ada' and stays open until `release` is called. */
+async function heldTransaction (persistence: Persistence): Promise<{ release: () => void, transaction: Promise<void> }> {
   let entered!: () => void
   const inside = new Promise<void>((resolve) => { entered = resolve })
   let release!: () => void
@@ -27,6 +38,15 @@ t.test('a query outside a transaction waits for the connection; it never runs in
     await gate
   })
   await inside
+  return { release, transaction }
+}
+
+t.test('a query outside a transaction waits for the connection; it never runs inside another\'s transaction', async (t) => {
+  const persistence = await openPersistence({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await persistence.close())
+  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+
+  const { release, transaction } = await heldTransaction(persistence)
 
   // SQLite has one connection: run at once, this read would see the uncommitted insert.
   let answered = false
@@ -41,24 +61,12 @@ t.test('a query outside a transaction waits for the connection; it never runs in
 })
 
 t.test('on a file database a read outside a transaction need not wait for one, and sees only what was committed', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'klaim-thread-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const persistence = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'users.db')}` })
-  t.teardown(async () => await persistence.close())
+  const persistence = await openFile(t)
   await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
   const bob = sampleUser({ appId: 'app', userId: 'bob', klaimId: 'k-bob', email: 'bob@example.com' })
   await persistence.users.insert(bob)
 
-  let entered!: () => void
-  const inside = new Promise<void>((resolve) => { entered = resolve })
-  let release!: () => void
-  const gate = new Promise<void>((resolve) => { release = resolve })
-  const transaction = persistence.transactor.transaction(async (uow) => {
-    await uow.users.insert(sampleUser({ appId: 'app', userId: 'ada' }))
-    entered()
-    await gate
-  })
-  await inside
+  const { release, transaction } = await heldTransaction(persistence)
 
   // Answered on the SQLite thread's connection while the transaction is still open.
   t.equal(await persistence.users.findByUserId('app', 'ada'), undefined, 'the uncommitted insert is not seen')
@@ -103,10 +111,7 @@ t.test('a transaction that SQLite rolled back by itself reports the error that e
 })
 
 t.test('a statement whose parameters cannot cross to the SQLite thread fails, and the thread goes on', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'klaim-thread-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const persistence = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'users.db')}` })
-  t.teardown(async () => await persistence.close())
+  const persistence = await openFile(t)
   await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
   await persistence.users.insert(sampleUser({ appId: 'app', userId: 'ada' }))
   // Only a caller past the types can send one; the use cases check their input first.
@@ -115,8 +120,7 @@ t.test('a statement whose parameters cannot cross to the SQLite thread fails, an
 })
 
 t.test('a host that never closes the service still exits, and one that awaits a statement is kept alive for it', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'klaim-thread-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const dir = folder(t)
   const notADatabase = join(dir, 'not-a-database.db')
   writeFileSync(notADatabase, 'plain text, not a SQLite database file, and long enough to hold its header\n'.repeat(8))
   const entry = pathToFileURL(resolve(import.meta.dirname, '..', '..', 'dist', 'index.js')).href
@@ -134,10 +138,7 @@ t.test('a host that never closes the service still exits, and one that awaits a 
 })
 
 t.test('when the SQLite thread stops, the statement under way fails as unavailable and later ones run on the other connection', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'klaim-thread-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const persistence = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'users.db')}` })
-  t.teardown(async () => await persistence.close())
+  const persistence = await openFile(t)
   await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
   const ada = sampleUser({ appId: 'app', userId: 'ada' })
   await persistence.users.insert(ada)
