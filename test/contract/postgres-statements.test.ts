@@ -14,6 +14,7 @@ function pgPool (service: { pool: unknown }): pg.Pool {
   if (!(service.pool instanceof pg.Pool)) throw new TypeError('the service has no pg pool')
   return service.pool
 }
+
 if (postgres === undefined) {
   if (process.env.REQUIRE_POSTGRES === '1') throw new Error('REQUIRE_POSTGRES=1 but no TEST_DATABASE_URL')
   t.comment('!!! no PostgreSQL (TEST_DATABASE_URL): the prepared-statement tests are SKIPPED')

@@ -41,14 +41,14 @@ async function heldTransaction (persistence: Persistence): Promise<{ release: ()
   return { release, transaction }
 }
 
-t.test('a query outside a transaction waits for the connection; it never runs inside another\'s transaction', async (t) => {
+t.test('on an in-memory database a query outside a transaction waits for the connection; it never runs inside another\'s transaction', async (t) => {
   const persistence = await openPersistence({ databaseUrl: 'sqlite::memory:' })
   t.teardown(async () => await persistence.close())
   await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
 
   const { release, transaction } = await heldTransaction(persistence)
 
-  // SQLite has one connection: run at once, this read would see the uncommitted insert.
+  // An in-memory database has one connection: run at once, this read would see the uncommitted insert.
   let answered = false
   const read = persistence.users.findByUserId('app', 'ada').finally(() => { answered = true })
   await new Promise((resolve) => setImmediate(resolve))
