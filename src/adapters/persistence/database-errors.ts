@@ -1,5 +1,3 @@
-import { SQLITE_THREAD_STOPPED } from './sqlite-thread.js'
-
 /** Which unique index refused a write, from either driver's error; undefined for other errors. */
 export function uniqueViolation (error: unknown): 'user_id' | 'email' | 'klaim_id' | undefined {
   if (typeof error !== 'object' || error === null) return undefined
@@ -24,6 +22,9 @@ const RETRYABLE_POSTGRES = new Set(['40001', '40P01']) // serialization_failure,
 
 /** The code of the error a SQLite statement fails with after waiting the lock timeout for another process's lock. */
 export const SQLITE_LOCK_TIMEOUT = 'SQLITE_LOCK_TIMEOUT'
+
+/** The code of the error the statements under way fail with when the SQLite thread stops other than by `close`. */
+export const SQLITE_THREAD_STOPPED = 'SQLITE_THREAD_STOPPED'
 
 /** SQLite found the lock it needs held by another connection (`SQLITE_BUSY` or an extended form of it). */
 export function isSqliteBusy (error: unknown): boolean {

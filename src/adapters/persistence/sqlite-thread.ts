@@ -1,10 +1,8 @@
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
 import type { QueryResult } from 'kysely'
+import { SQLITE_THREAD_STOPPED } from './database-errors.js'
 import { EVAL_WORKER } from './sqlite-checkpointer.js'
-
-/** The code of the error the statements under way fail with when the thread stops other than by `close`. */
-export const SQLITE_THREAD_STOPPED = 'SQLITE_THREAD_STOPPED'
 
 // A CommonJS script, so it runs the same from the compiled package and from the TypeScript tests.
 // It answers every message, in the order received, with the statement's result or its error.
@@ -16,10 +14,10 @@ let db
 try {
   db = new Database(workerData.filename)
   for (const pragma of workerData.pragmas) db.pragma(pragma)
-  parentPort.postMessage({ opened: true })
+  parentPort.postMessage({})
 } catch (error) {
   if (db !== undefined) db.close()
-  parentPort.postMessage({ opened: false, error: failure(error) })
+  parentPort.postMessage({ error: failure(error) })
   parentPort.close()
 }
 const statements = new Map()
@@ -93,7 +91,7 @@ export class SqliteThread {
       ...EVAL_WORKER,
       workerData: { filename, pragmas, cacheSize, betterSqlite3: createRequire(import.meta.url).resolve('better-sqlite3') }
     })
-    const first = await new Promise<{ opened: boolean, error?: Failure }>((resolve, reject) => {
+    const first = await new Promise<{ error?: Failure }>((resolve, reject) => {
       worker.once('message', resolve)
       worker.once('error', reject)
     })

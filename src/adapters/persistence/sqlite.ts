@@ -212,6 +212,6 @@ export async function openSqlite (filename: string, options: SqliteOptions): Pro
     createIntrospector: (kysely) => new SqliteIntrospector(kysely)
   }
   const kysely = new Kysely<DatabaseSchema>({ dialect })
-  runDirectly(kysely, async (sql, parameters) => await driver.runNow(sql, parameters))
+  runDirectly(kysely, driver.runNow.bind(driver))
   return kysely
 }
