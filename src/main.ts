@@ -34,13 +34,13 @@ function readConfig (): Config {
 async function main (): Promise<void> {
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
   const config = readConfig()
-  // The pool can report an idle connection's failure at any time; it logs once the app exists.
+  // A pooled connection (or SQLite's thread) can fail at any time; it logs once the app exists.
   const logs: { to?: FastifyBaseLogger } = {}
   const service = await openUsersService({
     databaseUrl: config.databaseUrl,
     poolMax: config.poolMax,
     sqliteSynchronous: config.sqliteSynchronous,
-    onPoolError: (error) => logs.to?.warn({ err: error }, 'an idle database connection failed; the pool replaces it'),
+    onPoolError: (error) => logs.to?.warn({ err: error }, 'a database connection failed'),
     sqliteBackgroundCheckpoints: {
       onError: (error) => logs.to?.warn({ err: error }, 'the background WAL checkpoint failed; SQLite falls back to its own at 10,000 pages')
     }

@@ -137,32 +137,96 @@ t.test('a host that never closes the service still exits, and one that awaits a 
   t.equal(stdout, 'SQLITE_NOTADB\nada@example.com\n', 'no close, yet the process ended by itself')
 })
 
-t.test('when the SQLite thread stops, the statement under way fails as unavailable and later ones run on the other connection', async (t) => {
-  const persistence = await openFile(t)
-  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
-  const ada = sampleUser({ appId: 'app', userId: 'ada' })
-  await persistence.users.insert(ada)
-
-  // The thread's worker, caught as it is sent a statement.
-  let worker: Worker | undefined
+/** Runs `action` and returns the workers it sent messages to (the SQLite thread's, for statements). */
+async function workersSentTo (action: () => Promise<unknown>): Promise<Worker[]> {
+  const workers = new Set<Worker>()
   const postMessage = Worker.prototype.postMessage
   Worker.prototype.postMessage = function (this: Worker, ...args: Parameters<Worker['postMessage']>) {
-    worker ??= this
+    workers.add(this)
     postMessage.apply(this, args)
   }
   try {
-    await persistence.users.findByUserId('app', 'ada')
+    await action()
   } finally {
     Worker.prototype.postMessage = postMessage
   }
-  if (worker === undefined) throw new Error('no statement went to a worker')
+  return [...workers]
+}
+
+/** A fresh database file and its SQLite thread's worker; `stops` collects what onPoolError hears. */
+async function openWithThread (t: Test, dir = folder(t)): Promise<{ persistence: Persistence, thread: Worker, stops: Error[] }> {
+  const stops: Error[] = []
+  // The thread's worker, caught as the driver lets it go (it holds the process only while busy).
+  let thread: Worker | undefined
+  const unref = Worker.prototype.unref
+  Worker.prototype.unref = function (this: Worker) {
+    thread ??= this
+    unref.apply(this)
+  }
+  let persistence: Persistence
+  try {
+    persistence = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'users.db')}`, onPoolError: (error) => stops.push(error) })
+  } finally {
+    Worker.prototype.unref = unref
+  }
+  t.teardown(async () => await persistence.close())
+  if (thread === undefined) throw new Error('no SQLite thread was started')
+  return { persistence, thread, stops }
+}
+
+t.test('when the SQLite thread stops, the statement under way fails as unavailable, and a new thread runs the next ones', async (t) => {
+  const { persistence, thread, stops } = await openWithThread(t)
+  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  const ada = sampleUser({ appId: 'app', userId: 'ada' })
+  await persistence.users.insert(ada)
+  t.same(await workersSentTo(async () => await persistence.users.findByUserId('app', 'ada')), [thread], 'statements go to the thread')
 
   // Sent after the stop was asked for, so the thread never runs it.
-  const stopping = worker.terminate()
+  const stopping = thread.terminate()
   const underWay = await persistence.users.findByUserId('app', 'ada').catch((error: unknown) => error)
   await stopping
-  t.match(underWay, { code: 'SQLITE_THREAD_STOPPED' })
+  t.match(underWay, { code: 'SQLITE_THREAD_STOPPED', message: /^the SQLite thread stopped \(the SQLite thread exited with code 1\)$/ })
   t.ok(isUnavailable(underWay), 'a 503 over HTTP, not a 500')
-  await persistence.users.update({ ...ada, name: 'Ada', updatedAt: 2, version: 2 }, ada)
-  t.match(await persistence.users.findByUserId('app', 'ada'), { name: 'Ada', version: 2 }, 'reads and writes go on')
+  t.match(stops, [{ message: /^the SQLite thread stopped .*; a new one is started$/ }], 'reported once, to the pool listener')
+
+  const sentTo = await workersSentTo(async () => {
+    await persistence.users.update({ ...ada, name: 'Ada', updatedAt: 2, version: 2 }, ada)
+    t.match(await persistence.users.findByUserId('app', 'ada'), { name: 'Ada', version: 2 }, 'reads and writes go on')
+  })
+  t.equal(sentTo.length, 1, 'on one thread')
+  t.not(sentTo[0], thread, 'a new one')
+  t.equal(stops.length, 1, 'which started without a complaint')
+})
+
+t.test('a SQLite thread that stops before answering anything is not started again; statements run on the other connection', async (t) => {
+  const { persistence, thread, stops } = await openWithThread(t)
+  await thread.terminate()
+  t.match(stops, [{ message: /^the SQLite thread stopped .*, before it answered any statement; it is not started again: statements run on the event loop's connection from now on$/ }])
+
+  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  const sentTo = await workersSentTo(async () => {
+    await persistence.users.insert(sampleUser({ appId: 'app', userId: 'ada' }))
+    t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' })
+  })
+  t.same(sentTo, [], 'no thread took them')
+})
+
+t.test('when a new SQLite thread cannot open the file, the event loop\'s connection runs the statements', async (t) => {
+  const dir = folder(t)
+  const { persistence, thread, stops } = await openWithThread(t, dir)
+  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  await persistence.users.insert(sampleUser({ appId: 'app', userId: 'ada' }))
+  // The open connection keeps the file; a new one finds no folder to open it in.
+  rmSync(dir, { recursive: true, force: true })
+
+  await thread.terminate()
+  const sentTo = await workersSentTo(async () => {
+    t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' }, 'answered all the same')
+  })
+  t.same(sentTo, [], 'by no thread')
+  t.match(stops, [
+    { message: /; a new one is started$/ },
+    // better-sqlite3's own error, rebuilt from the thread's.
+    { message: /^the SQLite thread could not be started again \(Cannot open database because the directory does not exist\): statements run on the event loop's connection from now on$/, cause: { name: 'TypeError' } }
+  ])
 })

@@ -8,7 +8,7 @@ import { compileUserQueries, kyselyUserRepository } from './kysely-user-reposito
 import { migrateToLatest } from './migrations/index.js'
 import { openPostgres } from './postgres.js'
 import type { DatabaseSchema } from './schema.js'
-import { openSqlite, type SqliteSynchronous } from './sqlite.js'
+import { openSqlite, type SqliteOptions, type SqliteSynchronous } from './sqlite.js'
 
 export interface PersistenceOptions {
   databaseUrl: string
@@ -27,6 +27,11 @@ export interface PersistenceOptions {
    */
   postgresStatementTimeoutMs?: number
   sqliteSynchronous?: SqliteSynchronous
+  /**
+   * Hears of a database connection that failed and is replaced: on PostgreSQL an idle one of the
+   * pool; on a SQLite file the one of the statement thread (see `SqliteThread`), started again
+   * unless the error says otherwise.
+   */
   onPoolError?: (error: Error) => void
   /**
    * SQLite only: checkpoint the WAL from a worker thread, off the event loop, reporting failures
@@ -74,6 +79,12 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
   const poolMax = integerOption('poolMax', options.poolMax ?? 10, 1)
   const lockTimeoutMs = integerOption('lockTimeoutMs', options.lockTimeoutMs ?? 5000, 0)
   const statementTimeoutMs = integerOption('postgresStatementTimeoutMs', options.postgresStatementTimeoutMs ?? 15_000, 0)
+  const sqliteOptions: SqliteOptions = {
+    synchronous: options.sqliteSynchronous ?? 'NORMAL',
+    lockTimeoutMs,
+    checkpointInBackground: options.sqliteBackgroundCheckpoints,
+    onThreadError: options.onPoolError
+  }
   const { db, pool } = location.dialect === 'postgres'
     ? openPostgres(location.connectionString, {
       poolMax,
@@ -81,7 +92,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
       statementTimeoutMs,
       onPoolError: options.onPoolError ?? (() => {})
     })
-    : { db: await openSqlite(location.filename, { synchronous: options.sqliteSynchronous ?? 'NORMAL', lockTimeoutMs, checkpointInBackground: options.sqliteBackgroundCheckpoints }), pool: undefined }
+    : { db: await openSqlite(location.filename, sqliteOptions), pool: undefined }
   const dialect = location.dialect
   const queries = { users: compileUserQueries(db, dialect), idempotency: compileIdempotencyQueries(db) }
   const persistence: Persistence = {

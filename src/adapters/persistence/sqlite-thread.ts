@@ -71,12 +71,15 @@ function rebuilt ({ name, message, code }: Failure): Error {
  */
 export class SqliteThread {
   readonly #worker: Worker
+  readonly #onStop: (error: Error, answered: number) => void
   readonly #pending = new Map<number, Pending>()
   #next = 0
+  #answered = 0
   #stopped: Error | undefined
 
-  private constructor (worker: Worker) {
+  private constructor (worker: Worker, onStop: (error: Error, answered: number) => void) {
     this.#worker = worker
+    this.#onStop = onStop
     worker.on('message', (reply: Reply) => this.#settle(reply))
     worker.on('error', (error) => this.#stop(error))
     worker.on('exit', (code) => this.#stop(new Error(`the SQLite thread exited with code ${code}`)))
@@ -85,21 +88,32 @@ export class SqliteThread {
     worker.unref()
   }
 
-  /** Opens `filename` on a new thread and applies the pragmas; rejects as better-sqlite3 would. */
-  static async open (filename: string, pragmas: string[], cacheSize: number): Promise<SqliteThread> {
+  /**
+   * Opens `filename` on a new thread and applies the pragmas; rejects as better-sqlite3 would.
+   * `onStop` hears of a stop before `close` (with how many statements the thread had answered):
+   * the statements under way have failed, and the thread takes no more.
+   */
+  static async open (filename: string, pragmas: string[], cacheSize: number, onStop: (error: Error, answered: number) => void): Promise<SqliteThread> {
     const worker = new Worker(WORKER_SOURCE, {
       ...EVAL_WORKER,
       workerData: { filename, pragmas, cacheSize, betterSqlite3: createRequire(import.meta.url).resolve('better-sqlite3') }
     })
+    let settle!: () => void
     const first = await new Promise<{ error?: Failure }>((resolve, reject) => {
+      const exited = (code: number): void => reject(new Error(`the SQLite thread exited with code ${code} before it opened the database`))
       worker.once('message', resolve)
       worker.once('error', reject)
-    })
+      worker.once('exit', exited)
+      settle = () => {
+        worker.off('error', reject)
+        worker.off('exit', exited)
+      }
+    }).finally(() => settle())
     if (first.error !== undefined) {
       await worker.terminate()
       throw rebuilt(first.error)
     }
-    return new SqliteThread(worker)
+    return new SqliteThread(worker, onStop)
   }
 
   get open (): boolean {
@@ -135,15 +149,18 @@ export class SqliteThread {
     if (pending === undefined) return
     this.#pending.delete(reply.id)
     if (this.#pending.size === 0) this.#worker.unref()
+    this.#answered++
     if ('error' in reply) pending.reject(rebuilt(reply.error))
     else pending.resolve(reply.result)
   }
 
   #stop (cause: Error): void {
-    // After close, the thread's exit is expected. Before it, the statements under way fail (as
-    // the database being unavailable), and the driver runs later ones on its own connection.
-    this.#stopped ??= Object.assign(new Error('the SQLite thread stopped', { cause }), { code: SQLITE_THREAD_STOPPED })
+    // After close (or a first stop: an error is followed by an exit) this is expected. Before
+    // it, the statements under way fail, as the database being unavailable, and the owner hears.
+    const unexpected = this.#stopped === undefined
+    this.#stopped ??= Object.assign(new Error(`the SQLite thread stopped (${cause.message})`, { cause }), { code: SQLITE_THREAD_STOPPED })
     for (const { reject } of this.#pending.values()) reject(this.#stopped)
     this.#pending.clear()
+    if (unexpected) this.#onStop(this.#stopped, this.#answered)
   }
 }

@@ -90,19 +90,54 @@ class SqliteConnection implements DatabaseConnection {
 class SqliteDriver implements Driver {
   readonly #connection: SqliteConnection
   readonly #db: BetterSqlite3.Database
-  readonly #thread: SqliteThread | undefined
-  readonly #checkpointer: SqliteCheckpointer | undefined
   readonly #waiting: Array<() => void> = []
   #busy = false
+  #thread: SqliteThread | undefined
+  /** Set while a thread that stopped is being replaced. */
+  #replacing: Promise<void> | undefined
+  #destroyed = false
+  #checkpointer: SqliteCheckpointer | undefined
 
-  constructor (db: BetterSqlite3.Database, lockTimeoutMs: number, thread: SqliteThread | undefined, checkpointer: SqliteCheckpointer | undefined) {
+  constructor (db: BetterSqlite3.Database, lockTimeoutMs: number) {
     this.#db = db
-    this.#thread = thread
-    this.#checkpointer = checkpointer
     this.#connection = new SqliteConnection(db, lockTimeoutMs, async (attempt) => await this.#waitForLock(attempt))
   }
 
   async init (): Promise<void> {}
+
+  /**
+   * Gives the driver its SQLite thread, opened by `open` with the stop callback it is handed.
+   * A thread that stops is reported to `onError` and replaced the same way; the statements
+   * sent meanwhile wait for the new one (milliseconds, once). One that stops before answering
+   * anything would likely do so again: it is not replaced, and the event loop's connection runs
+   * every statement from then on, as it does when a replacement fails to open.
+   */
+  async startThread (open: (onStop: (error: Error, answered: number) => void) => Promise<SqliteThread>, onError: (error: Error) => void): Promise<void> {
+    const fallBack = 'statements run on the event loop\'s connection from now on'
+    const onStop = (error: Error, answered: number): void => {
+      if (this.#destroyed) {
+        onError(error)
+        return
+      }
+      if (answered === 0) {
+        onError(new Error(`${error.message}, before it answered any statement; it is not started again: ${fallBack}`, { cause: error }))
+        return
+      }
+      onError(new Error(`${error.message}; a new one is started`, { cause: error }))
+      this.#replacing = open(onStop).then(async (thread) => {
+        if (this.#destroyed) await thread.close()
+        else this.#thread = thread
+      }, (cause: unknown) => {
+        onError(new Error(`the SQLite thread could not be started again (${cause instanceof Error ? cause.message : String(cause)}): ${fallBack}`, { cause }))
+      }).finally(() => { this.#replacing = undefined })
+    }
+    this.#thread = await open(onStop)
+  }
+
+  /** Checkpoints the WAL from a worker thread from now on (see SqliteCheckpointer). */
+  checkpointInBackground (checkpointer: SqliteCheckpointer): void {
+    this.#checkpointer = checkpointer
+  }
 
   /**
    * Runs one statement outside any transaction without Kysely's acquire-run-release chain of
@@ -113,6 +148,7 @@ class SqliteDriver implements Driver {
    */
   async runNow<R> (sql: string, parameters: readonly unknown[]): Promise<QueryResult<R> | undefined> {
     try {
+      if (this.#replacing !== undefined) await this.#replacing
       if (this.#thread?.open === true) return await this.#thread.run<R>(sql, parameters)
       if (this.#busy || !this.#db.open) return undefined
       return this.#connection.run(sql, parameters)
@@ -162,7 +198,9 @@ class SqliteDriver implements Driver {
   }
 
   async destroy (): Promise<void> {
+    this.#destroyed = true
     await this.#checkpointer?.stop()
+    await this.#replacing
     await this.#thread?.close()
     this.#db.close()
   }
@@ -174,6 +212,8 @@ export interface SqliteOptions {
   lockTimeoutMs: number
   /** Checkpoint the WAL from a worker thread (see SqliteCheckpointer), reporting failures here. */
   checkpointInBackground?: { onError: (error: Error) => void }
+  /** Hears that the SQLite thread stopped (see SqliteDriver.startThread); a file database only. */
+  onThreadError?: (error: Error) => void
 }
 
 /**
@@ -193,18 +233,19 @@ export async function openSqlite (filename: string, options: SqliteOptions): Pro
     ...background === undefined ? [] : [`wal_autocheckpoint = ${SAFETY_NET_CHECKPOINT_PAGES}`]
   ]
   const db = new BetterSqlite3(filename)
-  let thread: SqliteThread | undefined
+  const driver = new SqliteDriver(db, options.lockTimeoutMs)
   try {
     db.pragma('journal_mode = WAL')
     for (const pragma of pragmas) db.pragma(pragma)
     // An in-memory database exists on its one connection only.
-    if (!inMemory) thread = await SqliteThread.open(filename, pragmas, STATEMENT_CACHE_SIZE)
+    if (!inMemory) {
+      await driver.startThread(async (onStop) => await SqliteThread.open(filename, pragmas, STATEMENT_CACHE_SIZE, onStop), options.onThreadError ?? (() => {}))
+    }
   } catch (error) {
-    db.close()
+    await driver.destroy()
     throw error
   }
-  const checkpointer = background === undefined ? undefined : new SqliteCheckpointer(filename, background.onError)
-  const driver = new SqliteDriver(db, options.lockTimeoutMs, thread, checkpointer)
+  if (background !== undefined) driver.checkpointInBackground(new SqliteCheckpointer(filename, background.onError))
   const dialect: Dialect = {
     createAdapter: () => new SqliteAdapter(),
     createDriver: () => driver,
