@@ -13,6 +13,7 @@ const Settings = Type.Object({
   RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 0 }),
   AUTH_FAILURES_PER_MINUTE: Type.Integer({ minimum: 1 }),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 1000 }),
+  DATABASE_PIPELINE: Type.Union([Type.Literal('on'), Type.Literal('off')], { description: 'on or off' }),
   SQLITE_SYNCHRONOUS: Type.Union([Type.Literal('NORMAL'), Type.Literal('FULL')]),
   METRICS: Type.Union([Type.Literal('on'), Type.Literal('off')]),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
@@ -28,6 +29,7 @@ const DEFAULTS: Record<keyof SettingValues, string | undefined> = {
   RATE_LIMIT_PER_MINUTE: '6000',
   AUTH_FAILURES_PER_MINUTE: '60',
   DATABASE_POOL_MAX: '10',
+  DATABASE_PIPELINE: 'on',
   SQLITE_SYNCHRONOUS: 'NORMAL',
   METRICS: 'on',
   METRICS_TOKEN: undefined,
@@ -44,6 +46,8 @@ export interface Config {
   rateLimitPerMinute: number
   authFailuresPerMinute: number
   poolMax: number
+  /** PostgreSQL: statements outside transactions on one pipelined connection (DATABASE_PIPELINE=off: through the pool). */
+  postgresPipeline: boolean
   sqliteSynchronous: 'NORMAL' | 'FULL'
   /** Serve /metrics (METRICS=off turns it off); METRICS_TOKEN protects it. */
   metrics: false | { token?: string }
@@ -75,7 +79,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   for (const [name, fallback] of Object.entries(DEFAULTS)) {
     const given = env[name] === undefined || env[name] === '' ? fallback : env[name]
     if (given === undefined) continue
-    const value = name === 'SQLITE_SYNCHRONOUS' ? given.toUpperCase() : name === 'METRICS' ? given.toLowerCase() : given
+    const value = name === 'SQLITE_SYNCHRONOUS' ? given.toUpperCase() : name === 'METRICS' || name === 'DATABASE_PIPELINE' ? given.toLowerCase() : given
     raw[name] = NUMERIC.has(name) ? (/^\d+$/.test(value) ? Number(value) : NaN) : value
   }
   const error = Value.Errors(Settings, raw).First()
@@ -100,6 +104,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitPerMinute: settings.RATE_LIMIT_PER_MINUTE,
     authFailuresPerMinute: settings.AUTH_FAILURES_PER_MINUTE,
     poolMax: settings.DATABASE_POOL_MAX,
+    postgresPipeline: settings.DATABASE_PIPELINE === 'on',
     sqliteSynchronous: settings.SQLITE_SYNCHRONOUS,
     metrics: settings.METRICS === 'off' ? false : settings.METRICS_TOKEN === undefined ? {} : { token: settings.METRICS_TOKEN },
     trustProxy

@@ -39,6 +39,7 @@ async function main (): Promise<void> {
   const service = await openUsersService({
     databaseUrl: config.databaseUrl,
     poolMax: config.poolMax,
+    postgresPipeline: config.postgresPipeline,
     sqliteSynchronous: config.sqliteSynchronous,
     onPoolError: (error) => logs.to?.warn({ err: error }, 'a database connection failed'),
     sqliteBackgroundCheckpoints: {

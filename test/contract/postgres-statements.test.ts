@@ -1,10 +1,10 @@
-import net from 'node:net'
 import { sql } from 'kysely'
 import pg from 'pg'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { databases } from '../helpers/databases.js'
 import { freshClient } from '../helpers/fixtures.js'
+import { silenceableProxy } from '../helpers/silenceable-proxy.js'
 import { sampleUser } from '../helpers/users.js'
 
 const postgres = databases.find((db) => db.dialect === 'postgres')
@@ -20,9 +20,9 @@ if (postgres === undefined) {
   t.comment('!!! no PostgreSQL (TEST_DATABASE_URL): the prepared-statement tests are SKIPPED')
   t.pass('skipped: no PostgreSQL')
 } else {
-  t.test('the hot queries are prepared once per connection, and survive a migration that adds a column', async (t) => {
-    // One connection, so every query below runs on the session we inspect.
-    const persistence = await openPersistence({ databaseUrl: await postgres.fresh(t), poolMax: 1 })
+  t.test('the hot queries are prepared once per pooled connection, and survive a migration that adds a column', async (t) => {
+    // One connection and no pipelined one, so every query below runs on the session we inspect.
+    const persistence = await openPersistence({ databaseUrl: await postgres.fresh(t), poolMax: 1, postgresPipeline: false })
     t.teardown(async () => await persistence.close())
     await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
     const ada = sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' })
@@ -85,8 +85,9 @@ if (postgres === undefined) {
   })
 
   t.test('a connection lost while a request holds it fails that request with a 503, not the process', async (t) => {
-    // One pooled connection, so the next request waits for the very one that is lost.
-    const client = await freshClient(t, postgres, { lockTimeoutMs: 60_000, poolMax: 1 })
+    // One pooled connection, so the next request waits for the very one that is lost; no
+    // pipelined one (its losses are tested below), so every statement uses the pool.
+    const client = await freshClient(t, postgres, { lockTimeoutMs: 60_000, poolMax: 1, postgresPipeline: false })
     await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
     const { location } = client.service
     const pool = pgPool(client.service)
@@ -132,7 +133,8 @@ if (postgres === undefined) {
 
   t.test('connections that go silent fail their requests with a 503 within the statement timeout, and are replaced', async (t) => {
     const proxy = await silenceableProxy(t, new URL(await postgres.fresh(t)))
-    const client = await freshClient(t, postgres, { databaseUrl: proxy.url, poolMax: 2, postgresStatementTimeoutMs: 300 })
+    // No pipelined connection (tested below), so every request meets a pooled one.
+    const client = await freshClient(t, postgres, { databaseUrl: proxy.url, poolMax: 2, postgresStatementTimeoutMs: 300, postgresPipeline: false })
     const { app, service } = client
     await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
     // Both pooled connections open, so each request below meets a silent one.
@@ -153,30 +155,4 @@ if (postgres === undefined) {
     const put = await client.put('ada', { name: 'Ada' }, { 'idempotency-key': 'k1' })
     t.equal(put.statusCode, 200, 'the silent connections were given up, not pooled again: a new one serves the same request')
   })
-}
-
-/**
- * A TCP proxy to `target` that can silence the connections open through it: they stay open but
- * carry no byte either way, as over a partition. Connections made after that get through.
- */
-async function silenceableProxy (t: Test, target: URL): Promise<{ url: string, silence: () => void }> {
-  const open = new Set<{ silent: boolean, sockets: net.Socket[] }>()
-  const server = net.createServer((downstream) => {
-    const upstream = net.connect(Number(target.port), target.hostname)
-    const pair = { silent: false, sockets: [downstream, upstream] }
-    open.add(pair)
-    for (const [from, to] of [[downstream, upstream], [upstream, downstream]] as const) {
-      from.on('data', (chunk) => { if (!pair.silent) to.write(chunk) })
-      from.on('close', () => { to.destroy(); open.delete(pair) })
-      from.on('error', () => {})
-    }
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    for (const pair of open) for (const socket of pair.sockets) socket.destroy()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  const url = new URL(target)
-  url.host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`
-  return { url: url.toString(), silence: () => { for (const pair of open) pair.silent = true } }
 }

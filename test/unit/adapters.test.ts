@@ -7,7 +7,9 @@ import { ConfigError, dataFolder, loadConfig } from '../../src/config.js'
 import { openUsersService } from '../../src/users-service.js'
 
 t.test('configuration: defaults, and one clear error per bad setting', async (t) => {
-  t.match(loadConfig({}), { port: 3000, host: '127.0.0.1', databaseUrl: 'sqlite:./data/users.db', logLevel: 'info', rateLimitPerMinute: 6000, poolMax: 10, sqliteSynchronous: 'NORMAL' })
+  t.match(loadConfig({}), { port: 3000, host: '127.0.0.1', databaseUrl: 'sqlite:./data/users.db', logLevel: 'info', rateLimitPerMinute: 6000, poolMax: 10, postgresPipeline: true, sqliteSynchronous: 'NORMAL' })
+  t.equal(loadConfig({ DATABASE_PIPELINE: 'OFF' }).postgresPipeline, false)
+  t.throws(() => loadConfig({ DATABASE_PIPELINE: 'no' }), { message: 'DATABASE_PIPELINE is invalid ("no"): on or off' })
   t.match(loadConfig({ PORT: '8080', HOST: '0.0.0.0', DATABASE_URL: 'postgresql://u@db/x', SQLITE_SYNCHRONOUS: 'full', RATE_LIMIT_PER_MINUTE: '0' }), { port: 8080, host: '0.0.0.0', sqliteSynchronous: 'FULL', rateLimitPerMinute: 0 })
   for (const env of [{ PORT: '70000' }, { PORT: '-1' }, { PORT: '1.5' }, { DATABASE_URL: 'sqlite:' }, { DATABASE_URL: 'postgres://' }, { SQLITE_SYNCHRONOUS: 'OFF' }, { DATABASE_POOL_MAX: '0' }, { LOG_LEVEL: 'verbose' }, { METRICS: 'maybe' }]) {
     t.throws(() => loadConfig(env), ConfigError, JSON.stringify(env))
@@ -27,7 +29,7 @@ t.test('configuration: defaults, and one clear error per bad setting', async (t)
 })
 
 t.test('in-process database options are checked when the database opens', async (t) => {
-  for (const bad of [{ poolMax: 0 }, { poolMax: 1.5 }, { lockTimeoutMs: -1 }, { lockTimeoutMs: Number.NaN }, { postgresStatementTimeoutMs: -1 }, { lockTimeoutMs: '5000' }]) {
+  for (const bad of [{ poolMax: 0 }, { poolMax: 1.5 }, { lockTimeoutMs: -1 }, { lockTimeoutMs: Number.NaN }, { postgresStatementTimeoutMs: -1 }, { lockTimeoutMs: '5000' }, { postgresPipeline: 'false' }]) {
     await t.rejects(openPersistence({ databaseUrl: 'sqlite::memory:', ...bad } as never), TypeError, JSON.stringify(bad))
   }
   const zero = await openPersistence({ databaseUrl: 'sqlite::memory:', lockTimeoutMs: 0, postgresStatementTimeoutMs: 0 })

@@ -48,6 +48,17 @@ const UNAVAILABLE_CODES = new Set([
   '08000', '08001', '08003', '08004', '08006' // connection exceptions
 ])
 
+/**
+ * A pg error after which its connection must take no more statements: the server ended the
+ * session (a FATAL error: an administrator, a shutdown, idle_in_transaction_session_timeout;
+ * the socket may not have closed yet), or pg got no answer in time and the connection still
+ * waits for one (pg's 'Query read timeout').
+ */
+export function endsPostgresSession (error: unknown): boolean {
+  const { severity, message } = (error ?? {}) as { severity?: unknown, message?: unknown }
+  return severity === 'FATAL' || severity === 'PANIC' || message === 'Query read timeout'
+}
+
 /** The database is unreachable, refusing connections, timing out or out of room: a 503, not a 500. */
 export function isUnavailable (error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false

@@ -29,10 +29,16 @@ export interface PersistenceOptions {
   sqliteSynchronous?: SqliteSynchronous
   /**
    * Hears of a database connection that failed and is replaced: on PostgreSQL an idle one of the
-   * pool; on a SQLite file the one of the statement thread (see `SqliteThread`), started again
-   * unless the error says otherwise.
+   * pool, or the pipelined one (see `postgresPipeline`); on a SQLite file the one of the
+   * statement thread (see `SqliteThread`), started again unless the error says otherwise.
    */
   onPoolError?: (error: Error) => void
+  /**
+   * PostgreSQL only: send the prepared statements run outside transactions (the hot path of
+   * every read and update) on one pipelined connection, beside the pool (default true; see
+   * `PostgresPipeline`). false: every statement goes through the pool.
+   */
+  postgresPipeline?: boolean
   /**
    * SQLite only: checkpoint the WAL from a worker thread, off the event loop, reporting failures
    * here. For long-running servers; off by default (a one-shot command has no use for it).
@@ -72,6 +78,11 @@ function integerOption (name: string, value: unknown, min: number): number {
   return value
 }
 
+async function sqliteWithClose (filename: string, options: SqliteOptions): Promise<{ db: Kysely<DatabaseSchema>, pool: undefined, close: () => Promise<void> }> {
+  const db = await openSqlite(filename, options)
+  return { db, pool: undefined, close: async () => { await db.destroy() } }
+}
+
 /** Opens the database named by a URL with every repository of the ports wired to it. */
 export async function openPersistence (options: PersistenceOptions): Promise<Persistence> {
   const location = parseDatabaseUrl(options.databaseUrl)
@@ -79,20 +90,23 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
   const poolMax = integerOption('poolMax', options.poolMax ?? 10, 1)
   const lockTimeoutMs = integerOption('lockTimeoutMs', options.lockTimeoutMs ?? 5000, 0)
   const statementTimeoutMs = integerOption('postgresStatementTimeoutMs', options.postgresStatementTimeoutMs ?? 15_000, 0)
+  const pipeline = options.postgresPipeline ?? true
+  if (typeof pipeline !== 'boolean') throw new TypeError('postgresPipeline must be true or false')
   const sqliteOptions: SqliteOptions = {
     synchronous: options.sqliteSynchronous ?? 'NORMAL',
     lockTimeoutMs,
     checkpointInBackground: options.sqliteBackgroundCheckpoints,
     onThreadError: options.onPoolError
   }
-  const { db, pool } = location.dialect === 'postgres'
+  const { db, pool, close } = location.dialect === 'postgres'
     ? openPostgres(location.connectionString, {
       poolMax,
       lockTimeoutMs,
       statementTimeoutMs,
-      onPoolError: options.onPoolError ?? (() => {})
+      onPoolError: options.onPoolError ?? (() => {}),
+      pipeline
     })
-    : { db: await openSqlite(location.filename, sqliteOptions), pool: undefined }
+    : await sqliteWithClose(location.filename, sqliteOptions)
   const dialect = location.dialect
   const queries = { users: compileUserQueries(db, dialect), idempotency: compileIdempotencyQueries(db) }
   const persistence: Persistence = {
@@ -105,13 +119,13 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     transactor: kyselyTransactor(db, queries),
     migrate: async () => await migrateToLatest(db, dialect),
     ping: async () => { await sql`select 1`.execute(db) },
-    close: async () => { await db.destroy() }
+    close
   }
   if (options.migrate !== false) {
     try {
       await persistence.migrate()
     } catch (error) {
-      await db.destroy()
+      await close()
       throw error
     }
   }

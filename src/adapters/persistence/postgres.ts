@@ -1,10 +1,22 @@
 import { hash } from 'node:crypto'
 import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
-import { HOT_STATEMENTS } from './prepared.js'
+import { endsPostgresSession } from './database-errors.js'
+import { PostgresPipeline } from './postgres-pipeline.js'
+import { HOT_STATEMENTS, runDirectly } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 
 const statementNames = new Map<string, string>()
+
+/** The server-side name of a hot statement: the same on every connection, a pooled or the pipelined one. */
+function statementName (text: string): string {
+  let name = statementNames.get(text)
+  if (name === undefined) {
+    name = `klaim_${hash('sha1', text, 'hex').slice(0, 16)}`
+    statementNames.set(text, name)
+  }
+  return name
+}
 
 /**
  * Runs the hot path's queries as named statements: each connection has the server parse and
@@ -19,17 +31,10 @@ function keepHotStatementsPrepared (client: pg.PoolClient): void {
     // Anything but Kysely's (text, values) promise call passes through as it came (pool.query
     // adds a callback, for one).
     if (args.length > 2 || typeof values === 'function' || typeof text !== 'string' || !HOT_STATEMENTS.has(text)) return query(...args)
-    let name = statementNames.get(text)
-    if (name === undefined) {
-      name = `klaim_${hash('sha1', text, 'hex').slice(0, 16)}`
-      statementNames.set(text, name)
-    }
-    return query({ name, text, values })
+    return query({ name: statementName(text), text, values })
   }) as typeof client.query
 }
 
-/** pg's error for a query that got no answer within `query_timeout`. */
-const READ_TIMEOUT = 'Query read timeout'
 /**
  * How much longer than the server's `statement_timeout` the client waits for an answer: time
  * for the server's own cancellation to arrive, when the network still carries it.
@@ -53,8 +58,7 @@ const READ_TIMEOUT_GRACE_MS = 1000
 function surviveConnectionLoss (client: pg.PoolClient): void {
   client.on('error', () => {})
   const endIfSessionEnded = (error: unknown): never => {
-    const { severity, message } = (error ?? {}) as { severity?: unknown, message?: unknown }
-    if (severity === 'FATAL' || severity === 'PANIC' || message === READ_TIMEOUT) client.end().catch(() => {})
+    if (endsPostgresSession(error)) client.end().catch(() => {})
     throw error
   }
   const query = client.query.bind(client) as (...args: unknown[]) => unknown
@@ -78,6 +82,8 @@ export interface PostgresOptions {
   statementTimeoutMs: number
   /** Told about errors of idle clients (a restarted server, say); the pool replaces them. */
   onPoolError: (error: Error) => void
+  /** Send the prepared statements run outside transactions on one pipelined connection (see PostgresPipeline). */
+  pipeline: boolean
 }
 
 /**
@@ -88,18 +94,21 @@ export interface PostgresOptions {
  */
 const IDLE_IN_TRANSACTION_MS = 10_000
 
-export function openPostgres (connectionString: string, options: PostgresOptions): { db: Kysely<DatabaseSchema>, pool: pg.Pool } {
-  const pool = new pg.Pool({
+export function openPostgres (connectionString: string, options: PostgresOptions): { db: Kysely<DatabaseSchema>, pool: pg.Pool, close: () => Promise<void> } {
+  const config: pg.ClientConfig = {
     connectionString,
-    max: options.poolMax,
-    // Fail fast while the database is down, so callers get a 503 instead of waiting forever.
-    connectionTimeoutMillis: 5000,
     // Sent as startup parameters (a DATABASE_URL query parameter of the same name overrides).
     // A request held behind a lock that is not released fails (503) instead of waiting on.
     lock_timeout: options.lockTimeoutMs,
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
     statement_timeout: options.statementTimeoutMs,
     query_timeout: options.statementTimeoutMs > 0 ? options.statementTimeoutMs + READ_TIMEOUT_GRACE_MS : undefined
+  }
+  const pool = new pg.Pool({
+    ...config,
+    max: options.poolMax,
+    // Fail fast while the database is down, so callers get a 503 instead of waiting forever.
+    connectionTimeoutMillis: 5000
   })
   // Without a listener an idle client's error would crash the process.
   pool.on('error', options.onPoolError)
@@ -107,5 +116,17 @@ export function openPostgres (connectionString: string, options: PostgresOptions
     surviveConnectionLoss(client)
     keepHotStatementsPrepared(client)
   })
-  return { db: new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) }), pool }
+  const db = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) })
+  if (!options.pipeline) return { db, pool, close: async () => { await db.destroy() } }
+
+  const pipeline = new PostgresPipeline({ ...config, connectionTimeoutMillis: 5000 }, options.onPoolError)
+  runDirectly(db, async (text, values) => await pipeline.run(statementName(text), text, values))
+  return {
+    db,
+    pool,
+    close: async () => {
+      await pipeline.close()
+      await db.destroy()
+    }
+  }
 }

@@ -1,0 +1,148 @@
+import type net from 'node:net'
+import { sql } from 'kysely'
+import pg from 'pg'
+import t, { type Test } from 'tap'
+import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
+import { databases } from '../helpers/databases.js'
+import { freshClient } from '../helpers/fixtures.js'
+import { silenceableProxy } from '../helpers/silenceable-proxy.js'
+import { sampleUser } from '../helpers/users.js'
+
+const postgres = databases.find((db) => db.dialect === 'postgres')
+
+type PipelinedClient = pg.Client & { processID: number, connection: { stream: net.Socket } }
+
+/** Every pipelined pg client that is sent a statement during `t`, in the order first seen. */
+function pipelinedClients (t: Test): Set<PipelinedClient> {
+  const seen = new Set<PipelinedClient>()
+  const query = pg.Client.prototype.query
+  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+    if ((this as { pipeline?: unknown }).pipeline === true) seen.add(this as PipelinedClient)
+    return (query as (...a: unknown[]) => unknown).apply(this, args)
+  } as typeof query
+  t.teardown(() => { pg.Client.prototype.query = query })
+  return seen
+}
+
+async function adminClient (t: Test, connectionString: string): Promise<pg.Client> {
+  const admin = new pg.Client({ connectionString })
+  await admin.connect()
+  t.teardown(async () => await admin.end())
+  return admin
+}
+
+const UNAVAILABLE = { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' }
+
+if (postgres === undefined) {
+  if (process.env.REQUIRE_POSTGRES === '1') throw new Error('REQUIRE_POSTGRES=1 but no TEST_DATABASE_URL')
+  t.comment('!!! no PostgreSQL (TEST_DATABASE_URL): the pipelined-connection tests are SKIPPED')
+  t.pass('skipped: no PostgreSQL')
+} else {
+  t.test('statements outside transactions go out on one pipelined connection, prepared there; transactions use the pool', async (t) => {
+    const seen = pipelinedClients(t)
+    const url = await postgres.fresh(t)
+    const persistence = await openPersistence({ databaseUrl: url, poolMax: 1 })
+    let closed = false
+    t.teardown(async () => { if (!closed) await persistence.close() })
+    await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
+    const ada = sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' })
+    await persistence.users.insert(ada)
+    await persistence.users.update({ ...ada, name: 'Ada', updatedAt: 2, version: 2 }, ada)
+    t.match(await persistence.users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 })
+    await persistence.apps.findKeyByHash('nope')
+    const record = { fingerprint: 'f', response: undefined, lockedUntil: 5, expiresAt: 9 }
+    for (const key of ['k1', 'k2']) t.equal(await persistence.idempotency.claim('scope', key, record), undefined)
+    t.ok(await persistence.idempotency.complete('scope', 'k1', 5, { status: 200, body: '{}', headers: {} }))
+    await persistence.idempotency.release('scope', 'k2', 5)
+    t.match(await persistence.idempotency.find('scope', 'k1'), { response: { status: 200 } })
+    await persistence.transactor.transaction(async ({ users }) => {
+      t.match(await users.findByUserId('app_1', 'ada'), { version: 2 }, 'read in the transaction')
+    })
+
+    t.equal(seen.size, 1, 'one pipelined connection')
+    const prepared = await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(persistence.db)
+    t.match(prepared.rows.map((r) => r.statement), [/^select "app_id", .* for update$/], 'the pool\'s one session prepared only the transaction\'s locking read')
+
+    // Another process's migration adds a column: the pipelined connection's statements name
+    // their columns, so its prepared reads go on.
+    await sql`alter table users add column nickname text`.execute(persistence.db)
+    t.match(await persistence.users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 })
+
+    const [pipelined] = seen
+    const admin = await adminClient(t, url)
+    const { rows } = await admin.query<{ n: number }>('select count(*)::int as n from pg_stat_activity where pid = $1', [pipelined?.processID])
+    t.same(rows, [{ n: 1 }], 'a session of the server')
+    await persistence.close()
+    closed = true
+    t.equal(pipelined?.connection.stream.destroyed, true, 'closed with the rest')
+  })
+
+  t.test('a statement that waits for a row lock leaves the pipelined connection for the pool, so those behind it do not wait', async (t) => {
+    const url = await postgres.fresh(t)
+    const persistence = await openPersistence({ databaseUrl: url, lockTimeoutMs: 60_000 })
+    t.teardown(async () => await persistence.close())
+    await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
+    const ada = sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' })
+    await persistence.users.insert(ada)
+    await persistence.users.insert(sampleUser({ appId: 'app_1', klaimId: 'k2', userId: 'bob', email: 'bob@example.com' }))
+
+    const locker = await adminClient(t, url)
+    await locker.query('begin')
+    await locker.query("select 1 from users where user_id = 'ada' for update")
+    // Sent on the pipelined connection in this order: the UPDATE waits for the lock there.
+    const update = persistence.users.update({ ...ada, name: 'Ada', updatedAt: 2, version: 2 }, ada)
+    const read = persistence.users.findByUserId('app_1', 'bob')
+    // Were the UPDATE still holding the pipelined connection, this read would wait for the
+    // commit below, which waits for it: the test would time out.
+    t.match(await read, { userId: 'bob' }, 'answered while the lock is held')
+    await locker.query('commit')
+    await update
+    t.match(await persistence.users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 }, 'the UPDATE waited on a pooled connection, and landed')
+  })
+
+  t.test('a pipelined connection that goes silent fails its statements with a 503 within the statement timeout, and is replaced', async (t) => {
+    const proxy = await silenceableProxy(t, new URL(await postgres.fresh(t)))
+    const seen = pipelinedClients(t)
+    const client = await freshClient(t, postgres, { databaseUrl: proxy.url, postgresStatementTimeoutMs: 300 })
+    t.equal((await client.createUser({ email: 'ada@example.com', user_id: 'ada' })).statusCode, 201)
+    const [first] = seen
+    if (first === undefined) throw new Error('no pipelined connection')
+
+    proxy.silence(first.connection.stream.localPort)
+    const put = await client.put('ada', { name: 'Ada' })
+    t.equal(put.statusCode, 503, 'no answer: pg gives up a second after the statement timeout')
+    t.same(put.json(), UNAVAILABLE)
+    t.equal((await client.put('ada', { name: 'Ada' })).statusCode, 200, 'the next request is answered')
+    t.equal(seen.size, 2, 'on a new pipelined connection')
+  })
+
+  t.test('a pipelined connection lost under a statement fails it with a 503, not the process; the next one opens', async (t) => {
+    const url = await postgres.fresh(t)
+    const proxy = await silenceableProxy(t, new URL(url))
+    const seen = pipelinedClients(t)
+    const losses: Error[] = []
+    const client = await freshClient(t, postgres, { databaseUrl: proxy.url, onPoolError: (error) => losses.push(error) })
+    t.equal((await client.createUser({ email: 'ada@example.com', user_id: 'ada' })).statusCode, 201)
+    const admin = await adminClient(t, url)
+
+    const ways: Array<[string, (lost: PipelinedClient) => Promise<unknown>]> = [
+      ['the server terminates the session', async (lost) => await admin.query('select pg_terminate_backend($1)', [lost.processID])],
+      ['the socket closes', async (lost) => lost.connection.stream.destroy()]
+    ]
+    for (const [how, lose] of ways) {
+      const current = [...seen].at(-1)
+      if (current === undefined) throw new Error('no pipelined connection')
+      // Silenced, the connection holds the request's first statement, sent and unanswered.
+      const { dropped } = proxy.silence(current.connection.stream.localPort)
+      const put = client.put('ada', { name: `Ada, ${how}` })
+      await dropped
+      await lose(current)
+      const lost = await put
+      t.equal(lost.statusCode, 503, `${how}: a 503`)
+      t.same(lost.json(), UNAVAILABLE)
+      t.equal((await client.put('ada', { name: 'Ada' })).statusCode, 200, 'the next request is answered')
+      t.equal([...seen].at(-1) === current, false, 'on a new pipelined connection')
+    }
+    t.match(losses, [{ message: /Connection terminated unexpectedly/ }, { message: /Connection terminated unexpectedly/ }], 'each loss reported to onPoolError')
+  })
+}
