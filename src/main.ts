@@ -34,7 +34,8 @@ function readConfig (): Config {
 async function main (): Promise<void> {
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
   const config = readConfig()
-  // A pooled connection (or SQLite's thread) can fail at any time; it logs once the app exists.
+  // A database connection (pooled, pipelined, or SQLite's thread's) can fail at any time; it logs
+  // once the app exists.
   const logs: { to?: FastifyBaseLogger } = {}
   const service = await openUsersService({
     databaseUrl: config.databaseUrl,

@@ -103,7 +103,8 @@ if (postgres === undefined) {
   t.test('a pipelined connection that goes silent fails its statements with a 503 within the statement timeout, and is replaced', async (t) => {
     const proxy = await silenceableProxy(t, new URL(await postgres.fresh(t)))
     const seen = pipelinedClients(t)
-    const client = await freshClient(t, postgres, { databaseUrl: proxy.url, postgresStatementTimeoutMs: 300 })
+    const losses: Error[] = []
+    const client = await freshClient(t, postgres, { databaseUrl: proxy.url, postgresStatementTimeoutMs: 300, onPoolError: (error) => losses.push(error) })
     t.equal((await client.createUser({ email: 'ada@example.com', user_id: 'ada' })).statusCode, 201)
     const [first] = seen
     if (first === undefined) throw new Error('no pipelined connection')
@@ -114,6 +115,7 @@ if (postgres === undefined) {
     t.same(put.json(), UNAVAILABLE)
     t.equal((await client.put('ada', { name: 'Ada' })).statusCode, 200, 'the next request is answered')
     t.equal(seen.size, 2, 'on a new pipelined connection')
+    t.match(losses, [{ message: 'Query read timeout' }], 'the loss reported to onPoolError')
   })
 
   t.test('a pipelined connection lost under a statement fails it with a 503, not the process; the next one opens', async (t) => {
@@ -144,5 +146,25 @@ if (postgres === undefined) {
       t.equal([...seen].at(-1) === current, false, 'on a new pipelined connection')
     }
     t.match(losses, [{ message: /Connection terminated unexpectedly/ }, { message: /Connection terminated unexpectedly/ }], 'each loss reported to onPoolError')
+  })
+
+  t.test('while no pipelined connection can be opened, the pool takes the statements; the failure is reported once', async (t) => {
+    const seen = pipelinedClients(t)
+    const connect = pg.Client.prototype.connect
+    pg.Client.prototype.connect = function (this: pg.Client, ...args: unknown[]) {
+      // The pipelined connection is opened without a callback; the pool's with one.
+      if ((this as { pipeline?: unknown }).pipeline === true) return Promise.reject(new Error('connect ECONNREFUSED (a test)'))
+      return (connect as (...a: unknown[]) => unknown).apply(this, args)
+    } as typeof connect
+    t.teardown(() => { pg.Client.prototype.connect = connect })
+    const failures: Error[] = []
+    const persistence = await openPersistence({ databaseUrl: await postgres.fresh(t), onPoolError: (error) => failures.push(error) })
+    t.teardown(async () => await persistence.close())
+
+    await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
+    await persistence.users.insert(sampleUser({ appId: 'app_1', userId: 'ada' }))
+    t.match(await persistence.users.findByUserId('app_1', 'ada'), { userId: 'ada' }, 'answered through the pool')
+    t.equal(seen.size, 0, 'no statement went to a pipelined connection')
+    t.match(failures, [{ message: 'could not open the pipelined connection (connect ECONNREFUSED (a test)); statements go through the pool until it opens' }], 'one report, not one a statement')
   })
 }

@@ -20,11 +20,12 @@ const RECONNECT_AFTER_MS = 1000
  * the pool, each took a connection of its own and woke a server process of its own for each
  * round trip: on the 2-core benchmark machine this doubles the PUTs a second (see README).
  *
- * Each statement is its own implicit transaction (pg sends a Sync after each), so a failing
- * one fails alone. `run` resolves to undefined when the statement should go through the pool
+ * Each statement is its own implicit transaction (pg sends a Sync after each), so a failing one
+ * fails alone. `run` resolves to undefined when the statement should go through the pool
  * instead: no connection (it connects on first use and after a loss, trying again at most once
- * a second while it cannot), or a row lock held past `PIPELINE_LOCK_TIMEOUT_MS`. A statement already sent is
- * never sent again: if the connection is lost under it, it fails, as it would on the pool.
+ * a second while it cannot), or a lock held past `PIPELINE_LOCK_TIMEOUT_MS`. A statement
+ * already sent is never sent again: if the connection is lost under it, it fails, as it would
+ * on the pool.
  */
 export class PostgresPipeline {
   readonly #config: pg.ClientConfig
@@ -36,7 +37,7 @@ export class PostgresPipeline {
   #reportFailure = true
   #closed = false
 
-  /** `config` as for the pool's connections; `onError` hears of the loss of an open connection. */
+  /** `config` as for the pool's connections; `onError` hears of a lost connection, and of a failure to open one. */
   constructor (config: pg.ClientConfig, onError: (error: Error) => void) {
     this.#config = config
     this.#onError = onError
@@ -51,7 +52,7 @@ export class PostgresPipeline {
     } catch (error) {
       if ((error as { code?: unknown }).code === '55P03') return undefined // lock_not_available: the pool waits longer
       // At once, before the next statement can be sent on it.
-      if (endsPostgresSession(error)) this.#drop(client)
+      if (endsPostgresSession(error)) this.#drop(client, error as Error)
       throw error
     }
     const { command, rowCount, rows } = result
@@ -74,11 +75,9 @@ export class PostgresPipeline {
     if (this.#connecting !== undefined) return await this.#connecting
     if (this.#closed || performance.now() - this.#lastFailure < RECONNECT_AFTER_MS) return undefined
     const client = new pg.Client({ ...this.#config, pipeline: true } as pg.ClientConfig)
-    // Without a listener, a lost connection's error would crash the process.
-    client.on('error', (error) => {
-      if (this.#client === client) this.#onError(error)
-      this.#drop(client)
-    })
+    // Without a listener, a lost connection's error would crash the process. (pg emits it
+    // before 'end' when the socket closes unasked.)
+    client.on('error', (error) => this.#drop(client, error))
     client.on('end', () => this.#drop(client))
     this.#connecting = (async () => {
       try {
@@ -100,9 +99,11 @@ export class PostgresPipeline {
     return await this.#connecting
   }
 
-  #drop (client: pg.Client): void {
+  /** Takes no more statements on `client`: the open connection lost (reported once), or one that never opened. */
+  #drop (client: pg.Client, error?: Error): void {
     if (this.#client !== client) return
     this.#client = undefined
+    if (error !== undefined) this.#onError(error)
     client.end().catch(() => {})
   }
 }
