@@ -3,12 +3,12 @@ import { sql } from 'kysely'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
-import { databases } from '../helpers/databases.js'
-import { freshClient } from '../helpers/fixtures.js'
+import { postgresOrSkip } from '../helpers/databases.js'
+import { freshClient, runHotStatements } from '../helpers/fixtures.js'
 import { silenceableProxy } from '../helpers/silenceable-proxy.js'
 import { sampleUser } from '../helpers/users.js'
 
-const postgres = databases.find((db) => db.dialect === 'postgres')
+const postgres = postgresOrSkip(t, 'the pipelined-connection tests')
 
 type PipelinedClient = pg.Client & { processID: number, connection: { stream: net.Socket } }
 
@@ -33,28 +33,14 @@ async function adminClient (t: Test, connectionString: string): Promise<pg.Clien
 
 const UNAVAILABLE = { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' }
 
-if (postgres === undefined) {
-  if (process.env.REQUIRE_POSTGRES === '1') throw new Error('REQUIRE_POSTGRES=1 but no TEST_DATABASE_URL')
-  t.comment('!!! no PostgreSQL (TEST_DATABASE_URL): the pipelined-connection tests are SKIPPED')
-  t.pass('skipped: no PostgreSQL')
-} else {
+if (postgres !== undefined) {
   t.test('statements outside transactions go out on one pipelined connection, prepared there; transactions use the pool', async (t) => {
     const seen = pipelinedClients(t)
     const url = await postgres.fresh(t)
     const persistence = await openPersistence({ databaseUrl: url, poolMax: 1 })
     let closed = false
     t.teardown(async () => { if (!closed) await persistence.close() })
-    await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
-    const ada = sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' })
-    await persistence.users.insert(ada)
-    await persistence.users.update({ ...ada, name: 'Ada', updatedAt: 2, version: 2 }, ada)
-    t.match(await persistence.users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 })
-    await persistence.apps.findKeyByHash('nope')
-    const record = { fingerprint: 'f', response: undefined, lockedUntil: 5, expiresAt: 9 }
-    for (const key of ['k1', 'k2']) t.equal(await persistence.idempotency.claim('scope', key, record), undefined)
-    t.ok(await persistence.idempotency.complete('scope', 'k1', 5, { status: 200, body: '{}', headers: {} }))
-    await persistence.idempotency.release('scope', 'k2', 5)
-    t.match(await persistence.idempotency.find('scope', 'k1'), { response: { status: 200 } })
+    await runHotStatements(t, persistence)
     await persistence.transactor.transaction(async ({ users }) => {
       t.match(await users.findByUserId('app_1', 'ada'), { version: 2 }, 'read in the transaction')
     })

@@ -2,12 +2,11 @@ import { sql } from 'kysely'
 import pg from 'pg'
 import t from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
-import { databases } from '../helpers/databases.js'
-import { freshClient } from '../helpers/fixtures.js'
+import { postgresOrSkip } from '../helpers/databases.js'
+import { freshClient, runHotStatements } from '../helpers/fixtures.js'
 import { silenceableProxy } from '../helpers/silenceable-proxy.js'
-import { sampleUser } from '../helpers/users.js'
 
-const postgres = databases.find((db) => db.dialect === 'postgres')
+const postgres = postgresOrSkip(t, 'the prepared-statement tests')
 
 /** The service's pg pool, which its public type shows only by its gauges. */
 function pgPool (service: { pool: unknown }): pg.Pool {
@@ -15,27 +14,12 @@ function pgPool (service: { pool: unknown }): pg.Pool {
   return service.pool
 }
 
-if (postgres === undefined) {
-  if (process.env.REQUIRE_POSTGRES === '1') throw new Error('REQUIRE_POSTGRES=1 but no TEST_DATABASE_URL')
-  t.comment('!!! no PostgreSQL (TEST_DATABASE_URL): the prepared-statement tests are SKIPPED')
-  t.pass('skipped: no PostgreSQL')
-} else {
+if (postgres !== undefined) {
   t.test('the hot queries are prepared once per pooled connection, and survive a migration that adds a column', async (t) => {
     // One connection and no pipelined one, so every query below runs on the session we inspect.
     const persistence = await openPersistence({ databaseUrl: await postgres.fresh(t), poolMax: 1, postgresPipeline: false })
     t.teardown(async () => await persistence.close())
-    await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
-    const ada = sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' })
-    await persistence.users.insert(ada)
-    const found = await persistence.users.findByUserId('app_1', 'ada')
-    t.ok(found)
-    await persistence.users.update({ ...ada, name: 'Ada', updatedAt: 2, version: 2 }, ada)
-    await persistence.apps.findKeyByHash('nope')
-    const record = { fingerprint: 'f', response: undefined, lockedUntil: 5, expiresAt: 9 }
-    for (const key of ['k1', 'k2']) t.equal(await persistence.idempotency.claim('scope', key, record), undefined)
-    t.ok(await persistence.idempotency.complete('scope', 'k1', 5, { status: 200, body: '{}', headers: {} }))
-    await persistence.idempotency.release('scope', 'k2', 5)
-    t.match(await persistence.idempotency.find('scope', 'k1'), { response: { status: 200 } })
+    await runHotStatements(t, persistence)
 
     const prepared = await sql<{ name: string, statement: string }>`select name, statement from pg_prepared_statements order by statement`.execute(persistence.db)
     const statements = prepared.rows.map((r) => r.statement)

@@ -73,3 +73,16 @@ function record (dialect: DialectName): void {
 export function eachDatabase (t: Test, suite: (t: Test, db: TestDatabase) => void | Promise<void>): void {
   for (const db of databases) t.test(db.dialect, async (t) => { await suite(t, db) })
 }
+
+/**
+ * PostgreSQL when there is one. Else undefined, after a loud notice that `what` is skipped (a
+ * pass, so the file is not empty); with REQUIRE_POSTGRES=1 (CI) a skip is a failure instead.
+ */
+export function postgresOrSkip (t: Test, what: string): TestDatabase | undefined {
+  const postgres = databases.find((db) => db.dialect === 'postgres')
+  if (postgres !== undefined) return postgres
+  if (process.env.REQUIRE_POSTGRES === '1') throw new Error('REQUIRE_POSTGRES=1 but no TEST_DATABASE_URL')
+  t.comment(`!!! no PostgreSQL (TEST_DATABASE_URL): ${what} are SKIPPED`)
+  t.pass('skipped: no PostgreSQL')
+  return undefined
+}

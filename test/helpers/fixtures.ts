@@ -4,6 +4,7 @@ import { buildHttpApp } from '../../src/adapters/http/app.js'
 import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
 import { openUsersService, type UsersService, type UsersServiceOptions } from '../../src/users-service.js'
 import type { TestDatabase } from './databases.js'
+import { sampleUser } from './users.js'
 
 export async function freshPersistence (t: Test, db: TestDatabase): Promise<Persistence> {
   const persistence = await openPersistence({ databaseUrl: await db.fresh(t) })
@@ -50,4 +51,22 @@ export async function freshClient (t: Test, db: TestDatabase, options: Partial<U
   t.teardown(async () => await app.close())
   const { appId, apiKey } = await service.createApp({ name: 'test' })
   return clientFor(app, service, appId, apiKey)
+}
+
+/**
+ * Runs each hot prepared statement once on `persistence` (see HOT_STATEMENTS): app 'app_1'
+ * and its user 'ada', left at version 2 and named 'Ada'; idempotency key 'k1' of 'scope' done.
+ */
+export async function runHotStatements (t: Test, persistence: Persistence): Promise<void> {
+  await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
+  const ada = sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' })
+  await persistence.users.insert(ada)
+  await persistence.users.update({ ...ada, name: 'Ada', updatedAt: 2, version: 2 }, ada)
+  t.match(await persistence.users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 })
+  await persistence.apps.findKeyByHash('nope')
+  const record = { fingerprint: 'f', response: undefined, lockedUntil: 5, expiresAt: 9 }
+  for (const key of ['k1', 'k2']) t.equal(await persistence.idempotency.claim('scope', key, record), undefined)
+  t.ok(await persistence.idempotency.complete('scope', 'k1', 5, { status: 200, body: '{}', headers: {} }))
+  await persistence.idempotency.release('scope', 'k2', 5)
+  t.match(await persistence.idempotency.find('scope', 'k1'), { response: { status: 200 } })
 }
