@@ -53,7 +53,7 @@ async function main (): Promise<void> {
     rateLimitPerMinute: config.rateLimitPerMinute,
     authFailuresPerMinute: config.authFailuresPerMinute,
     trustProxy: config.trustProxy,
-    metrics: config.metrics === false ? false : { ...config.metrics, pool: service.pool }
+    metrics: config.metrics === false ? false : { ...config.metrics, pool: service.pool, pipeline: service.pipeline }
   })
   logs.to = app.log
 

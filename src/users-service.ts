@@ -26,6 +26,8 @@ export async function openUsersService (options: UsersServiceOptions) {
     location: persistence.location,
     /** The PostgreSQL pool's connection gauges (for metrics), else undefined. */
     pool: persistence.pool,
+    /** The pipelined PostgreSQL connection's gauges (for metrics), else undefined. */
+    pipeline: persistence.pipeline,
     createUser: createUser({ transactor, clock, ids }),
     getUser: getUser({ users }),
     updateUserProfile: updateUserProfile({ transactor, clock }),

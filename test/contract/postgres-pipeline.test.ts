@@ -58,9 +58,11 @@ if (postgres !== undefined) {
     const admin = await adminClient(t, url)
     const { rows } = await admin.query<{ n: number }>('select count(*)::int as n from pg_stat_activity where pid = $1', [pipelined?.processID])
     t.same(rows, [{ n: 1 }], 'a session of the server')
+    t.same(persistence.pipeline, { open: true, handedToPool: { lockWait: 0, noConnection: 0 } }, 'its gauges')
     await persistence.close()
     closed = true
     t.equal(pipelined?.connection.stream.destroyed, true, 'closed with the rest')
+    t.equal(persistence.pipeline?.open, false)
   })
 
   t.test('a statement that waits for a row lock leaves the pipelined connection for the pool, so those behind it do not wait', async (t) => {
@@ -84,6 +86,7 @@ if (postgres !== undefined) {
     await locker.query('commit')
     await update
     t.match(await persistence.users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 }, 'the UPDATE waited on a pooled connection, and landed')
+    t.same(persistence.pipeline?.handedToPool, { lockWait: 1, noConnection: 0 }, 'counted')
   })
 
   t.test('a pipelined connection that goes silent fails its statements with a 503 within the statement timeout, and is replaced', async (t) => {
@@ -151,6 +154,7 @@ if (postgres !== undefined) {
     await persistence.users.insert(sampleUser({ appId: 'app_1', userId: 'ada' }))
     t.match(await persistence.users.findByUserId('app_1', 'ada'), { userId: 'ada' }, 'answered through the pool')
     t.equal(seen.size, 0, 'no statement went to a pipelined connection')
+    t.same(persistence.pipeline, { open: false, handedToPool: { lockWait: 0, noConnection: 2 } }, 'counted, as the insert and the read')
     t.match(failures, [{ message: 'could not open the pipelined connection (connect ECONNREFUSED (a test)); statements go through the pool until it opens' }], 'one report, not one a statement')
   })
 }

@@ -82,14 +82,22 @@ t.test('/metrics shows the request just made; it can be protected or turned off'
 
 const postgres = databases.find((db) => db.dialect === 'postgres')
 if (postgres !== undefined) {
-  t.test('/metrics shows the PostgreSQL pool', async (t) => {
+  t.test('/metrics shows the PostgreSQL pool and the pipelined connection', async (t) => {
     const service = await openUsersService({ databaseUrl: await postgres.fresh(t), poolMax: 4 })
-    const http = await buildHttpApp({ service, metrics: { pool: service.pool } })
+    const http = await buildHttpApp({ service, metrics: { pool: service.pool, pipeline: service.pipeline } })
     t.teardown(async () => { await http.close(); await service.close() })
     await http.inject({ method: 'GET', url: '/ready' })
-    const body = (await http.inject({ method: 'GET', url: '/metrics' })).body
+    const metrics = async (): Promise<string> => (await http.inject({ method: 'GET', url: '/metrics' })).body
+    t.match(await metrics(), /^db_pipeline_open 0$/m, 'opened by the first statement that needs it')
+    const { apiKey } = await service.createApp({ name: 'app' })
+    // The key-and-user read goes out on the pipelined connection.
+    t.equal((await http.inject({ method: 'GET', url: '/users/nobody', headers: { authorization: `Bearer ${apiKey}` } })).statusCode, 404)
+    const body = await metrics()
     t.match(body, /^db_pool_connections [1-4]$/m)
     t.match(body, /^db_pool_idle_connections \d+$/m)
     t.match(body, /^db_pool_waiting_requests 0$/m)
+    t.match(body, /^db_pipeline_open 1$/m)
+    t.match(body, /^db_pipeline_handed_to_pool_total\{reason="lock_wait"\} 0$/m)
+    t.match(body, /^db_pipeline_handed_to_pool_total\{reason="no_connection"\} 0$/m)
   })
 }

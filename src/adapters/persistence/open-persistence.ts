@@ -58,11 +58,24 @@ export interface PoolGauges {
   readonly waitingCount: number
 }
 
+/**
+ * What the pipelined PostgreSQL connection tells (see `PostgresPipeline`), typed here for the
+ * same reason as PoolGauges.
+ */
+export interface PipelineGauges {
+  /** Whether the connection is open now. */
+  readonly open: boolean
+  /** Statements handed to the pool since start: after a lock wait past the timeout, or for want of a connection. */
+  readonly handedToPool: { readonly lockWait: number, readonly noConnection: number }
+}
+
 export interface Persistence {
   location: DatabaseLocation
   db: Kysely<DatabaseSchema>
   /** The PostgreSQL pool's gauges, else undefined. */
   pool: PoolGauges | undefined
+  /** The pipelined PostgreSQL connection's gauges, else undefined (SQLite, or `postgresPipeline: false`). */
+  pipeline: PipelineGauges | undefined
   users: UserRepository
   apps: AppRepository
   idempotency: IdempotencyStore
@@ -78,9 +91,9 @@ function integerOption (name: string, value: unknown, min: number): number {
   return value
 }
 
-async function sqliteWithClose (filename: string, options: SqliteOptions): Promise<{ db: Kysely<DatabaseSchema>, pool: undefined, close: () => Promise<void> }> {
+async function sqliteWithClose (filename: string, options: SqliteOptions): Promise<{ db: Kysely<DatabaseSchema>, pool: undefined, pipeline: undefined, close: () => Promise<void> }> {
   const db = await openSqlite(filename, options)
-  return { db, pool: undefined, close: async () => { await db.destroy() } }
+  return { db, pool: undefined, pipeline: undefined, close: async () => { await db.destroy() } }
 }
 
 /** Opens the database named by a URL with every repository of the ports wired to it. */
@@ -90,21 +103,21 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
   const poolMax = integerOption('poolMax', options.poolMax ?? 10, 1)
   const lockTimeoutMs = integerOption('lockTimeoutMs', options.lockTimeoutMs ?? 5000, 0)
   const statementTimeoutMs = integerOption('postgresStatementTimeoutMs', options.postgresStatementTimeoutMs ?? 15_000, 0)
-  const pipeline = options.postgresPipeline ?? true
-  if (typeof pipeline !== 'boolean') throw new TypeError('postgresPipeline must be true or false')
+  const usePipeline = options.postgresPipeline ?? true
+  if (typeof usePipeline !== 'boolean') throw new TypeError('postgresPipeline must be true or false')
   const sqliteOptions: SqliteOptions = {
     synchronous: options.sqliteSynchronous ?? 'NORMAL',
     lockTimeoutMs,
     checkpointInBackground: options.sqliteBackgroundCheckpoints,
     onThreadError: options.onPoolError
   }
-  const { db, pool, close } = location.dialect === 'postgres'
+  const { db, pool, pipeline, close } = location.dialect === 'postgres'
     ? openPostgres(location.connectionString, {
       poolMax,
       lockTimeoutMs,
       statementTimeoutMs,
       onPoolError: options.onPoolError ?? (() => {}),
-      pipeline
+      pipeline: usePipeline
     })
     : await sqliteWithClose(location.filename, sqliteOptions)
   const dialect = location.dialect
@@ -113,6 +126,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     location,
     db,
     pool,
+    pipeline,
     users: kyselyUserRepository(db, queries.users, false),
     apps: kyselyAppRepository(db),
     idempotency: kyselyIdempotencyStore(db, queries.idempotency),

@@ -1,6 +1,7 @@
 import type { QueryResult } from 'kysely'
 import pg from 'pg'
 import { endsPostgresSession } from './database-errors.js'
+import type { PipelineGauges } from './open-persistence.js'
 
 /**
  * How long a statement on the pipeline waits for a row lock (a transaction's `FOR UPDATE`, an
@@ -27,7 +28,8 @@ const RECONNECT_AFTER_MS = 1000
  * already sent is never sent again: if the connection is lost under it, it fails, as it would
  * on the pool.
  */
-export class PostgresPipeline {
+export class PostgresPipeline implements PipelineGauges {
+  readonly handedToPool = { lockWait: 0, noConnection: 0 }
   readonly #config: pg.ClientConfig
   readonly #onError: (error: Error) => void
   #client: pg.Client | undefined
@@ -43,14 +45,25 @@ export class PostgresPipeline {
     this.#onError = onError
   }
 
+  get open (): boolean {
+    return this.#client !== undefined
+  }
+
   async run (name: string, text: string, values: readonly unknown[]): Promise<QueryResult<unknown> | undefined> {
     const client = this.#client ?? await this.#connect()
-    if (client === undefined) return undefined
+    if (client === undefined) {
+      this.handedToPool.noConnection++
+      return undefined
+    }
     let result: pg.QueryResult
     try {
       result = await client.query({ name, text, values: values as unknown[] })
     } catch (error) {
-      if ((error as { code?: unknown }).code === '55P03') return undefined // lock_not_available: the pool waits longer
+      // lock_not_available: the pool waits longer.
+      if ((error as { code?: unknown }).code === '55P03') {
+        this.handedToPool.lockWait++
+        return undefined
+      }
       // At once, before the next statement can be sent on it.
       if (endsPostgresSession(error)) this.#drop(client, error as Error)
       throw error

@@ -94,7 +94,7 @@ export interface PostgresOptions {
  */
 const IDLE_IN_TRANSACTION_MS = 10_000
 
-export function openPostgres (connectionString: string, options: PostgresOptions): { db: Kysely<DatabaseSchema>, pool: pg.Pool, close: () => Promise<void> } {
+export function openPostgres (connectionString: string, options: PostgresOptions): { db: Kysely<DatabaseSchema>, pool: pg.Pool, pipeline: PostgresPipeline | undefined, close: () => Promise<void> } {
   const config: pg.ClientConfig = {
     connectionString,
     // Sent as startup parameters (a DATABASE_URL query parameter of the same name overrides).
@@ -117,13 +117,14 @@ export function openPostgres (connectionString: string, options: PostgresOptions
     keepHotStatementsPrepared(client)
   })
   const db = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) })
-  if (!options.pipeline) return { db, pool, close: async () => { await db.destroy() } }
+  if (!options.pipeline) return { db, pool, pipeline: undefined, close: async () => { await db.destroy() } }
 
   const pipeline = new PostgresPipeline({ ...config, connectionTimeoutMillis: 5000 }, options.onPoolError)
   runDirectly(db, async (text, values) => await pipeline.run(statementName(text), text, values))
   return {
     db,
     pool,
+    pipeline,
     close: async () => {
       await pipeline.close()
       await db.destroy()
