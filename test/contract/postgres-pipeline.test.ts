@@ -3,6 +3,7 @@ import { sql } from 'kysely'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
+import { PostgresPipeline } from '../../src/adapters/persistence/postgres-pipeline.js'
 import { postgresOrSkip } from '../helpers/databases.js'
 import { freshClient, runHotStatements } from '../helpers/fixtures.js'
 import { silenceableProxy } from '../helpers/silenceable-proxy.js'
@@ -156,5 +157,35 @@ if (postgres !== undefined) {
     t.equal(seen.size, 0, 'no statement went to a pipelined connection')
     t.same(persistence.pipeline, { open: false, handedToPool: { lockWait: 0, noConnection: 2 } }, 'counted, as the insert and the read')
     t.match(failures, [{ message: 'could not open the pipelined connection (connect ECONNREFUSED (a test)); statements go through the pool until it opens' }], 'one report, not one a statement')
+  })
+
+  t.test('after a failed connect, statements do not wait for the next attempt, and one attempt runs at a time', async (t) => {
+    const url = await postgres.fresh(t)
+    const connect = pg.Client.prototype.connect
+    let attempts = 0
+    let release!: () => void
+    const released = new Promise<void>((resolve) => { release = resolve })
+    pg.Client.prototype.connect = function (this: pg.Client, ...args: unknown[]) {
+      const real = (): unknown => (connect as (...a: unknown[]) => unknown).apply(this, args)
+      if ((this as { pipeline?: unknown }).pipeline !== true) return real()
+      attempts++
+      // The first attempt is refused; the next hangs, as towards a host that has vanished.
+      return attempts === 1 ? Promise.reject(new Error('connect ECONNREFUSED (a test)')) : released.then(real)
+    } as typeof connect
+    t.teardown(() => { pg.Client.prototype.connect = connect })
+    const failures: Error[] = []
+    // No pause between attempts, so the second one starts at once.
+    const pipeline = new PostgresPipeline({ connectionString: url }, (error) => failures.push(error), { reconnectAfterMs: 0 })
+
+    const select = async (): Promise<unknown> => await pipeline.run('klaim_test_one', 'select 1 as one', [])
+    t.equal(await select(), undefined, 'the first attempt failed: the pool\'s turn')
+    t.equal(await select(), undefined, 'the second attempt hangs, and this statement did not wait for it')
+    t.equal(await select(), undefined, 'nor does this one')
+    t.equal(attempts, 2, 'no third attempt while the second is under way')
+    t.same(pipeline.handedToPool, { lockWait: 0, noConnection: 3 })
+    t.equal(failures.length, 1, 'reported once')
+    release()
+    await pipeline.close()
+    t.equal(pipeline.open, false, 'the attempt that got through after the close was ended')
   })
 }

@@ -10,7 +10,7 @@ import type { PipelineGauges } from './open-persistence.js'
  * connection then waits the full lock timeout.
  */
 export const PIPELINE_LOCK_TIMEOUT_MS = 25
-/** After a failed attempt to connect, the least time before the next one. */
+/** After a failed attempt to connect, the least time before the next one (by default). */
 const RECONNECT_AFTER_MS = 1000
 
 /**
@@ -23,10 +23,11 @@ const RECONNECT_AFTER_MS = 1000
  *
  * Each statement is its own implicit transaction (pg sends a Sync after each), so a failing one
  * fails alone. `run` resolves to undefined when the statement should go through the pool
- * instead: no connection (it connects on first use and after a loss, trying again at most once
- * a second while it cannot), or a lock held past `PIPELINE_LOCK_TIMEOUT_MS`. A statement
- * already sent is never sent again: if the connection is lost under it, it fails, as it would
- * on the pool.
+ * instead: no connection, or a lock held past `PIPELINE_LOCK_TIMEOUT_MS`. It connects on first
+ * use and after a loss, and statements wait for that; once an attempt has failed, the next ones
+ * (at most one a second) run in the background, so no statement waits out another connect
+ * timeout before the pool's. A statement already sent is never sent again: if the connection is
+ * lost under it, it fails, as it would on the pool.
  */
 export class PostgresPipeline implements PipelineGauges {
   readonly handedToPool = { lockWait: 0, noConnection: 0 }
@@ -34,15 +35,17 @@ export class PostgresPipeline implements PipelineGauges {
   readonly #onError: (error: Error) => void
   #client: pg.Client | undefined
   #connecting: Promise<pg.Client | undefined> | undefined
+  readonly #reconnectAfterMs: number
   #lastFailure = -Infinity
-  /** A failure to connect is reported once, until a connection opens again. */
-  #reportFailure = true
+  /** The last attempt to connect failed (reported once, until one succeeds). */
+  #failing = false
   #closed = false
 
   /** `config` as for the pool's connections; `onError` hears of a lost connection, and of a failure to open one. */
-  constructor (config: pg.ClientConfig, onError: (error: Error) => void) {
+  constructor (config: pg.ClientConfig, onError: (error: Error) => void, { reconnectAfterMs = RECONNECT_AFTER_MS } = {}) {
     this.#config = config
     this.#onError = onError
+    this.#reconnectAfterMs = reconnectAfterMs
   }
 
   get open (): boolean {
@@ -50,7 +53,12 @@ export class PostgresPipeline implements PipelineGauges {
   }
 
   async run (name: string, text: string, values: readonly unknown[]): Promise<QueryResult<unknown> | undefined> {
-    const client = this.#client ?? await this.#connect()
+    let client = this.#client
+    if (client === undefined) {
+      // #connect never rejects: a failure resolves to undefined.
+      if (this.#failing) this.#connect().catch(() => {})
+      else client = await this.#connect()
+    }
     if (client === undefined) {
       this.handedToPool.noConnection++
       return undefined
@@ -86,7 +94,7 @@ export class PostgresPipeline implements PipelineGauges {
   /** The connection once open; undefined while none can be had (the pool answers meanwhile). */
   async #connect (): Promise<pg.Client | undefined> {
     if (this.#connecting !== undefined) return await this.#connecting
-    if (this.#closed || performance.now() - this.#lastFailure < RECONNECT_AFTER_MS) return undefined
+    if (this.#closed || performance.now() - this.#lastFailure < this.#reconnectAfterMs) return undefined
     const client = new pg.Client({ ...this.#config, pipeline: true } as pg.ClientConfig)
     // Without a listener, a lost connection's error would crash the process. (pg emits it
     // before 'end' when the socket closes unasked.)
@@ -100,11 +108,11 @@ export class PostgresPipeline implements PipelineGauges {
       } catch (error) {
         this.#lastFailure = performance.now()
         client.end().catch(() => {})
-        if (this.#reportFailure) this.#onError(new Error(`could not open the pipelined connection (${(error as Error).message}); statements go through the pool until it opens`, { cause: error }))
-        this.#reportFailure = false
+        if (!this.#failing) this.#onError(new Error(`could not open the pipelined connection (${(error as Error).message}); statements go through the pool until it opens`, { cause: error }))
+        this.#failing = true
         return undefined
       }
-      this.#reportFailure = true
+      this.#failing = false
       if (!this.#closed) return (this.#client = client)
       await client.end()
       return undefined
