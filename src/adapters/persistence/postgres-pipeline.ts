@@ -33,9 +33,9 @@ export class PostgresPipeline implements PipelineGauges {
   readonly handedToPool = { lockWait: 0, noConnection: 0 }
   readonly #config: pg.ClientConfig
   readonly #onError: (error: Error) => void
+  readonly #reconnectAfterMs: number
   #client: pg.Client | undefined
   #connecting: Promise<pg.Client | undefined> | undefined
-  readonly #reconnectAfterMs: number
   #lastFailure = -Infinity
   /** The last attempt to connect failed (reported once, until one succeeds). */
   #failing = false
@@ -120,7 +120,7 @@ export class PostgresPipeline implements PipelineGauges {
     return await this.#connecting
   }
 
-  /** Takes no more statements on `client`: the open connection lost (reported once), or one that never opened. */
+  /** When `client` is the open connection, takes no more statements on it and reports `error`, why it was lost. */
   #drop (client: pg.Client, error?: Error): void {
     if (this.#client !== client) return
     this.#client = undefined
