@@ -14,6 +14,8 @@ import { SqliteThread } from './sqlite-thread.js'
 export type SqliteSynchronous = 'NORMAL' | 'FULL'
 
 const STATEMENT_CACHE_SIZE = 256
+/** A SQLite thread is started again after a stop only if the last restart was longer ago than this. */
+const THREAD_RESTART_INTERVAL_MS = 60_000
 /** Pauses between attempts at a lock another process holds, in ms; the last one repeats. */
 const LOCK_RETRY_DELAYS = [0, 1, 2, 5, 10, 20, 50, 100]
 
@@ -109,11 +111,13 @@ class SqliteDriver implements Driver {
    * Gives the driver its SQLite thread, opened by `open` with the stop callback it is handed.
    * A thread that stops is reported to `onError` and replaced the same way; the statements
    * sent meanwhile wait for the new one (milliseconds, once). One that stops before answering
-   * anything would likely do so again: it is not replaced, and the event loop's connection runs
-   * every statement from then on, as it does when a replacement fails to open.
+   * anything would likely do so again, and so would one that stops within a minute of the last
+   * restart: neither is replaced, and the event loop's connection runs every statement from then
+   * on, as it does when a replacement fails to open.
    */
   async startThread (open: (onStop: (error: Error, answered: number) => void) => Promise<SqliteThread>, onError: (error: Error) => void): Promise<void> {
     const fallBack = 'statements run on the event loop\'s connection from now on'
+    let lastRestart = -Infinity
     const onStop = (error: Error, answered: number): void => {
       if (this.#destroyed) {
         onError(error)
@@ -123,6 +127,11 @@ class SqliteDriver implements Driver {
         onError(new Error(`${error.message}, before it answered any statement; it is not started again: ${fallBack}`, { cause: error }))
         return
       }
+      if (performance.now() - lastRestart < THREAD_RESTART_INTERVAL_MS) {
+        onError(new Error(`${error.message}, within a minute of the last restart; it is not started again: ${fallBack}`, { cause: error }))
+        return
+      }
+      lastRestart = performance.now()
       onError(new Error(`${error.message}; a new one is started`, { cause: error }))
       this.#replacing = open(onStop).then(async (thread) => {
         if (this.#destroyed) await thread.close()
