@@ -9,7 +9,7 @@ import type { PipelineGauges } from './open-persistence.js'
  * Every statement behind it on the connection waits as long, so this stays short; the pool's
  * connection then waits the full lock timeout.
  */
-export const PIPELINE_LOCK_TIMEOUT_MS = 25
+const PIPELINE_LOCK_TIMEOUT_MS = 25
 /** After a failed attempt to connect, the least time before the next one (by default). */
 const RECONNECT_AFTER_MS = 1000
 

@@ -80,7 +80,7 @@ export interface PostgresOptions {
    * quarter of an hour TCP takes to give up. 0: no limit, either.
    */
   statementTimeoutMs: number
-  /** Told about errors of idle clients (a restarted server, say); the pool replaces them. */
+  /** Told about errors of idle clients (a restarted server, say), which the pool replaces, and of the pipelined connection's. */
   onPoolError: (error: Error) => void
   /** Send the prepared statements run outside transactions on one pipelined connection (see PostgresPipeline). */
   pipeline: boolean
@@ -102,14 +102,11 @@ export function openPostgres (connectionString: string, options: PostgresOptions
     lock_timeout: options.lockTimeoutMs,
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
     statement_timeout: options.statementTimeoutMs,
-    query_timeout: options.statementTimeoutMs > 0 ? options.statementTimeoutMs + READ_TIMEOUT_GRACE_MS : undefined
-  }
-  const pool = new pg.Pool({
-    ...config,
-    max: options.poolMax,
+    query_timeout: options.statementTimeoutMs > 0 ? options.statementTimeoutMs + READ_TIMEOUT_GRACE_MS : undefined,
     // Fail fast while the database is down, so callers get a 503 instead of waiting forever.
     connectionTimeoutMillis: 5000
-  })
+  }
+  const pool = new pg.Pool({ ...config, max: options.poolMax })
   // Without a listener an idle client's error would crash the process.
   pool.on('error', options.onPoolError)
   pool.on('connect', (client) => {
@@ -119,7 +116,7 @@ export function openPostgres (connectionString: string, options: PostgresOptions
   const db = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) })
   if (!options.pipeline) return { db, pool, pipeline: undefined, close: async () => { await db.destroy() } }
 
-  const pipeline = new PostgresPipeline({ ...config, connectionTimeoutMillis: 5000 }, options.onPoolError)
+  const pipeline = new PostgresPipeline(config, options.onPoolError)
   runDirectly(db, async (text, values) => await pipeline.run(statementName(text), text, values))
   return {
     db,
