@@ -12,7 +12,11 @@ export interface UpdateUserProfileCommand {
   changes: unknown
   /** An `If-Match` value: `*` or entity tags; the update happens only when one matches. */
   ifMatch?: string | undefined
-  /** A read of this user made earlier in the request, to start from (ignored inside `uow`). */
+  /**
+   * A read of this user made earlier in the request, to start from. Only the first attempt does
+   * (inside `uow` too): if the user has changed since, its write is refused, and the next attempt,
+   * or the transaction's next run, reads afresh.
+   */
   snapshot?: UserSnapshot | undefined
 }
 
@@ -58,18 +62,28 @@ function checkIfMatch (value: string | undefined): IfMatch | undefined {
  * metadata over a limit), `UserIdTakenError`, `EmailTakenError`.
  */
 export function updateUserProfile ({ transactor, clock }: { transactor: Transactor, clock: Clock }) {
+  // A transaction that runs again calls this function again, with the same command: a snapshot
+  // started from once is not started from again, so the rerun reads (under the transaction's lock).
+  const startedFrom = new WeakSet<UserSnapshot>()
+  const firstStart = (snapshot: UserSnapshot | undefined): UserSnapshot | undefined => {
+    if (snapshot === undefined || startedFrom.has(snapshot)) return undefined
+    startedFrom.add(snapshot)
+    return snapshot
+  }
+
   return async function (command: UpdateUserProfileCommand, uow?: UnitOfWork): Promise<UserProfile> {
     const userId = checkUserIdArgument(command.userId)
     const condition = checkIfMatch(command.ifMatch)
     const changes = parseProfileChanges(command.changes)
     checkAppIdArgument(command.appId)
 
-    // The first attempt may start from the snapshot: the guarded write refuses it if the row has
-    // changed since, and the next attempt reads afresh. A transaction reads under its own lock.
-    let snapshot = uow === undefined ? snapshotOf(command, userId) : undefined
+    // The first attempt may start from the snapshot, in a transaction too: the guarded write
+    // refuses it if the row has changed since (a retryable error: the transaction runs again),
+    // and the next attempt reads afresh. That saves a transaction a round trip: its write takes
+    // the row's lock as its locking read would have.
     const work = async ({ users }: UnitOfWork): Promise<UserProfile> => {
+      const snapshot = firstStart(snapshotOf(command, userId))
       const current = snapshot !== undefined ? snapshot.user : await users.findByUserId(command.appId, userId)
-      snapshot = undefined
       if (current === undefined) throw new UserNotFoundError()
       if (condition !== undefined && !ifMatchAllows(condition, userEtag(current))) throw new PreconditionFailedError()
       const next = applyProfileChanges(current, changes, clock.now())

@@ -54,7 +54,9 @@ eachDatabase(t, (t, db) => {
     const { appId, apiKey } = await service.createApp({ name: 'test' })
     await service.createUser({ appId, email: 'ada@example.com', userId: 'ada', metadata: { base: true } })
     let snapshots = 0
-    let between: (() => Promise<unknown>) | undefined = async () => await service.updateUserProfile({ appId, userId: 'ada', changes: { metadata: { other: 1 } } })
+    let readsInTransactions = 0
+    const writeBetween = (metadata: Record<string, number>) => async () => await service.updateUserProfile({ appId, userId: 'ada', changes: { metadata } })
+    let between: (() => Promise<unknown>) | undefined = writeBetween({ other: 1 })
     const app = await buildHttpApp({
       service: {
         ...service,
@@ -65,6 +67,13 @@ eachDatabase(t, (t, db) => {
           between = undefined
           await write?.()
           return found
+        },
+        // Counts the reads of users inside the request's transaction.
+        async idempotent (request, work, storedFailure) {
+          return await service.idempotent(request, async (uow) => await work({
+            ...uow,
+            users: { ...uow.users, findByUserId: async (...args) => { readsInTransactions++; return await uow.users.findByUserId(...args) } }
+          }), storedFailure)
         }
       }
     })
@@ -78,8 +87,33 @@ eachDatabase(t, (t, db) => {
     const read = await client.request({ method: 'GET', url: '/users/ada' })
     t.same(read.json(), res.json())
     t.equal(snapshots, 2, 'so did the GET')
-    const idempotent = await client.put('ada', { name: 'Ada' }, { 'idempotency-key': 'k1' })
-    t.equal(idempotent.statusCode, 200)
-    t.equal(snapshots, 2, 'a request with an Idempotency-Key reads the user under its transaction\'s lock instead')
+
+    // Under an Idempotency-Key the transaction starts from that read too, and needs no read of
+    // its own; one landing after a write is refused by the guarded UPDATE, and the transaction
+    // runs again, reading under its lock.
+    const keyed = await client.put('ada', { name: 'Ada' }, { 'idempotency-key': 'k1' })
+    t.equal(keyed.statusCode, 200)
+    t.match(keyed.headers.etag, /\.4"$/)
+    t.equal(snapshots, 3)
+    t.equal(readsInTransactions, 0, 'the transaction started from the read with the API key')
+    between = writeBetween({ third: 3 })
+    const merged = await client.put('ada', { metadata: { keyed: 4 } }, { 'idempotency-key': 'k2' })
+    t.equal(merged.statusCode, 200)
+    t.same(merged.json().metadata, { base: true, other: 1, mine: 2, third: 3, keyed: 4 })
+    t.match(merged.headers.etag, /\.6"$/)
+    t.equal(readsInTransactions, 1, 'the stale start was refused, and the transaction ran again with a read')
+    const replayed = await client.put('ada', { metadata: { keyed: 4 } }, { 'idempotency-key': 'k2' })
+    t.equal(replayed.headers['idempotent-replayed'], 'true')
+    t.same(replayed.json(), merged.json())
+  })
+
+  t.test('25 parallel merges under Idempotency-Keys on one user: all 200, no key lost', async (t) => {
+    const client = await freshClient(t, db)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada', metadata: { base: true } })
+    const responses = await Promise.all(Array.from({ length: 25 }, async (_, i) => await client.put('ada', { metadata: { [`k${i}`]: i } }, { 'idempotency-key': `key-${i}` })))
+    t.same(tally(responses.map((r) => r.statusCode)), { 200: 25 })
+    const final = (await client.request({ method: 'GET', url: '/users/ada' }))
+    t.same(final.json().metadata, { base: true, ...Object.fromEntries(Array.from({ length: 25 }, (_, i) => [`k${i}`, i])) })
+    t.match(final.headers.etag, /\.26"$/, 'each merge was one version')
   })
 })

@@ -128,11 +128,17 @@ eachDatabase(t, (t, db) => {
     t.same(await users.getUser({ appId, userId: 'ada' }), merged)
     await t.rejects(users.updateUserProfile({ appId, userId: 'nobody', changes: { name: 'x' }, snapshot: nobody }), { code: 'user_not_found' })
 
-    // Inside a transaction (an Idempotency-Key), the user is read under its lock, never taken from a snapshot.
+    // Inside a transaction (an Idempotency-Key) too: the write from a stale snapshot is refused,
+    // and the transaction runs again, reading the stored row under its lock.
+    const stale = (await users.authenticate(apiKey, 'ada'))?.snapshot
+    await users.updateUserProfile({ appId, userId: 'ada', changes: { metadata: { between: 4 } } })
+    let runs = 0
     const { response } = await users.idempotent({ scope: 'test', key: 'k', fingerprint: 'f' }, async (uow) => {
-      const user = await users.updateUserProfile({ appId, userId: 'ada', changes: { metadata: { inside: 3 } }, snapshot }, uow)
+      runs++
+      const user = await users.updateUserProfile({ appId, userId: 'ada', changes: { metadata: { inside: 3 } }, snapshot: stale }, uow)
       return { status: 200, body: JSON.stringify(user.metadata), headers: {} }
     }, () => undefined)
-    t.same(JSON.parse(response.body), { base: true, other: 1, mine: 2, inside: 3 })
+    t.same(JSON.parse(response.body), { base: true, other: 1, mine: 2, between: 4, inside: 3 })
+    t.equal(runs, 2, 'the transaction ran twice: from the snapshot, then from the stored row')
   })
 })

@@ -120,12 +120,11 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
 
   // onRequest: the key is checked before the body is read, so a 401 comes before 415 and 413;
   // the per-key limit right after it, so a 429 does too. The same read fetches the user named in
-  // the path, which the route then needs not read again; not for an Idempotency-Key, whose
-  // transaction reads the user under a lock.
+  // the path, which the route then needs not read again (an update under an Idempotency-Key
+  // starts its transaction from it too; see updateUserProfile).
   fastify.addHook('onRequest', async (request, reply) => {
     const key = BEARER.exec(request.headers.authorization ?? '')?.[1]
-    const userId = request.headers['idempotency-key'] === undefined ? (request.params as { user_id?: string }).user_id : undefined
-    const found = key === undefined ? undefined : await service.authenticate(key, userId)
+    const found = key === undefined ? undefined : await service.authenticate(key, (request.params as { user_id?: string }).user_id)
     if (found === undefined) {
       await limit(failureLimit, request, reply)
       throw unauthorized()

@@ -53,7 +53,11 @@ function conflictError (error: unknown): Error {
   }
 }
 
-/** The row changed under a held lock: cannot happen unless locking is broken; retried as a serialisation failure. */
+/**
+ * The row is no longer the version the write started from: another write came first, since a read
+ * that took no lock (outside a transaction, or the request's first read). Retried as a
+ * serialisation failure; the next attempt reads afresh.
+ */
 class LostUpdateError extends Error {
   readonly code = '40001'
 }
@@ -141,7 +145,7 @@ export function kyselyUserRepository (db: Kysely<DatabaseSchema>, queries: UserQ
       } catch (error) {
         throw conflictError(error)
       }
-      if (result.numAffectedRows === 0n) throw new LostUpdateError(`user ${next.klaimId} changed under its lock`)
+      if (result.numAffectedRows === 0n) throw new LostUpdateError(`user ${next.klaimId} changed since it was read`)
     }
   }
 }
