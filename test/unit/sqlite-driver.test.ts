@@ -5,11 +5,13 @@ import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { Worker } from 'node:worker_threads'
+import BetterSqlite3 from 'better-sqlite3'
 import { CompiledQuery, sql } from 'kysely'
 import t, { type Test } from 'tap'
 import { isUnavailable } from '../../src/adapters/persistence/database-errors.js'
 import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
 import { HOT_STATEMENTS } from '../../src/adapters/persistence/prepared.js'
+import { SqliteThread } from '../../src/adapters/persistence/sqlite-thread.js'
 import { sampleUser } from '../helpers/users.js'
 
 /** A folder of its own for the test, removed at its end. */
@@ -117,6 +119,48 @@ t.test('a statement whose parameters cannot cross to the SQLite thread fails, an
   // Only a caller past the types can send one; the use cases check their input first.
   await t.rejects(persistence.users.findByUserId('app', (() => 'ada') as unknown as string), { name: 'DataCloneError' })
   t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' })
+})
+
+t.test('the SQLite thread knows statements by number: past its cache it forgets them all and numbers again; one that failed to prepare is prepared at its next use', async (t) => {
+  const file = join(folder(t), 'numbers.db')
+  const other = new BetterSqlite3(file)
+  t.teardown(() => other.close())
+  other.pragma('journal_mode = WAL')
+  other.exec("create table a (x integer, y text); insert into a values (1, 'one')")
+  const thread = await SqliteThread.open(file, [], 2, () => {})
+  t.teardown(async () => await thread.close())
+
+  // Three statements through a cache of two: each round numbers them again from 0. Their rows
+  // are what the same statements give on a connection of the event loop's thread.
+  const reads: Array<[string, unknown[]]> = [
+    ['select x, y from a', []],
+    ['select y as x, x as y from a where x = ?', [1]],
+    ['select x + 1 as x, y as x from a', []] // a name twice
+  ]
+  for (let round = 0; round < 3; round++) {
+    for (const [sql, parameters] of reads) t.same((await thread.run(sql, parameters)).rows, other.prepare(sql).all(parameters), `round ${round}: ${sql}`)
+  }
+  t.same(other.prepare(reads[2]?.[0] as string).all(), [{ x: 'one' }])
+  t.same(await thread.run('insert into a values (?, ?)', [2, 'two']), { numAffectedRows: 1n, insertId: 2n, rows: [] })
+
+  await t.rejects(thread.run('select z from b', []), { name: 'SqliteError', code: 'SQLITE_ERROR', message: 'no such table: b' })
+  other.exec('create table b (z integer); insert into b values (7)')
+  t.same((await thread.run('select z from b', [])).rows, [{ z: 7 }], 'prepared from the SQL it was sent first')
+
+  // The SQL crosses once; then the number alone.
+  const sent: unknown[] = []
+  const postMessage = Worker.prototype.postMessage
+  Worker.prototype.postMessage = function (this: Worker, message: unknown) {
+    sent.push(message)
+    postMessage.call(this, message)
+  }
+  try {
+    for (let i = 0; i < 2; i++) await thread.run('select x from a where x = ?', [2])
+  } finally {
+    Worker.prototype.postMessage = postMessage
+  }
+  t.match(sent, [[Number, Number, [2], 'select x from a where x = ?'], [Number, Number, [2]]])
+  t.equal((sent[1] as unknown[]).length, 3)
 })
 
 t.test('a host that never closes the service still exits, and one that awaits a statement is kept alive for it', async (t) => {

@@ -4,8 +4,17 @@ import type { QueryResult } from 'kysely'
 import { SQLITE_THREAD_STOPPED } from './database-errors.js'
 import { EVAL_WORKER } from './sqlite-checkpointer.js'
 
+/** What a reply of the thread carries, after the statement's number. */
+const ROWS = 0
+const RUN = 1
+const FAILED = 2
+const CLOSED = 3
+
 // A CommonJS script, so it runs the same from the compiled package and from the TypeScript tests.
 // It answers every message, in the order received, with the statement's result or its error.
+// Messages and answers are arrays, the least for the structured clone to copy: a statement is
+// known by a number, its SQL sent with the first use only, and rows come as arrays of values,
+// with the column names in the first answer of each statement.
 const WORKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads')
 const Database = require(workerData.betterSqlite3)
@@ -20,43 +29,72 @@ try {
   parentPort.postMessage({ error: failure(error) })
   parentPort.close()
 }
-const statements = new Map()
-parentPort.on('message', ({ id, sql, parameters, close }) => {
-  if (close) {
+// By number: the SQL, the statement once prepared, and whether its column names were sent.
+// Number 0 comes with its SQL first, and again only after the event loop has forgotten them all.
+let sqls = []
+let statements = []
+let namesSent = []
+parentPort.on('message', ([id, number, parameters, sql]) => {
+  if (number < 0) {
     db.close()
-    parentPort.postMessage({ id, result: undefined })
+    parentPort.postMessage([id, ${CLOSED}])
     parentPort.close()
     return
   }
+  if (sql !== undefined) {
+    if (number === 0) {
+      sqls = []
+      statements = []
+      namesSent = []
+    }
+    sqls[number] = sql
+  }
   try {
-    let statement = statements.get(sql)
+    let statement = statements[number]
     if (statement === undefined) {
-      if (statements.size >= workerData.cacheSize) statements.clear()
-      statement = db.prepare(sql)
-      statements.set(sql, statement)
+      statement = db.prepare(sqls[number])
+      if (statement.reader) statement.raw(true)
+      statements[number] = statement
     }
-    let result
-    if (statement.reader) result = { rows: statement.all(parameters) }
-    else {
+    if (!statement.reader) {
       const { changes, lastInsertRowid } = statement.run(parameters)
-      result = { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] }
+      parentPort.postMessage([id, ${RUN}, changes, lastInsertRowid])
+    } else if (namesSent[number]) {
+      parentPort.postMessage([id, ${ROWS}, statement.all(parameters)])
+    } else {
+      const rows = statement.all(parameters)
+      namesSent[number] = true
+      parentPort.postMessage([id, ${ROWS}, rows, statement.columns().map((column) => column.name)])
     }
-    parentPort.postMessage({ id, result })
   } catch (error) {
-    parentPort.postMessage({ id, error: failure(error) })
+    parentPort.postMessage([id, ${FAILED}, failure(error)])
   }
 })
 `
 
 interface Failure { name: string, message: string, code?: unknown }
-type Reply = { id: number } & ({ result: QueryResult<unknown> } | { error: Failure })
-interface Pending { resolve: (result: QueryResult<any>) => void, reject: (error: Error) => void }
+type Reply = [id: number, kind: typeof ROWS, rows: unknown[][], columns?: string[]]
+  | [id: number, kind: typeof RUN, changes: number, lastInsertRowid: number | bigint]
+  | [id: number, kind: typeof FAILED, failure: Failure]
+  | [id: number, kind: typeof CLOSED]
+/** A statement's number on the thread, and its column names once an answer has brought them. */
+interface Registered { number: number, columns?: string[] }
+interface Pending { statement: Registered | undefined, resolve: (result: QueryResult<any>) => void, reject: (error: Error) => void }
 
 /** An error like the one better-sqlite3 threw in the thread: same name, message and `code`. */
 function rebuilt ({ name, message, code }: Failure): Error {
   const error = new Error(message)
   error.name = name
   return code === undefined ? error : Object.assign(error, { code })
+}
+
+/** Rows as better-sqlite3 gives them on the event loop's connection: objects by column name. */
+function asObjects (rows: unknown[][], columns: string[]): Array<Record<string, unknown>> {
+  return rows.map((values) => {
+    const row: Record<string, unknown> = {}
+    for (let i = 0; i < columns.length; i++) row[columns[i] as string] = values[i]
+    return row
+  })
 }
 
 /**
@@ -71,14 +109,17 @@ function rebuilt ({ name, message, code }: Failure): Error {
  */
 export class SqliteThread {
   readonly #worker: Worker
+  readonly #cacheSize: number
   readonly #onStop: (error: Error, answered: number) => void
   readonly #pending = new Map<number, Pending>()
+  readonly #statements = new Map<string, Registered>()
   #next = 0
   #answered = 0
   #stopped: Error | undefined
 
-  private constructor (worker: Worker, onStop: (error: Error, answered: number) => void) {
+  private constructor (worker: Worker, cacheSize: number, onStop: (error: Error, answered: number) => void) {
     this.#worker = worker
+    this.#cacheSize = cacheSize
     this.#onStop = onStop
     worker.on('message', (reply: Reply) => this.#settle(reply))
     worker.on('error', (error) => this.#stop(error))
@@ -91,12 +132,13 @@ export class SqliteThread {
   /**
    * Opens `filename` on a new thread and applies the pragmas; rejects as better-sqlite3 would.
    * `onStop` hears of a stop before `close` (with how many statements the thread had answered):
-   * the statements under way have failed, and the thread takes no more.
+   * the statements under way have failed, and the thread takes no more. At most `cacheSize`
+   * statements stay prepared there.
    */
   static async open (filename: string, pragmas: string[], cacheSize: number, onStop: (error: Error, answered: number) => void): Promise<SqliteThread> {
     const worker = new Worker(WORKER_SOURCE, {
       ...EVAL_WORKER,
-      workerData: { filename, pragmas, cacheSize, betterSqlite3: createRequire(import.meta.url).resolve('better-sqlite3') }
+      workerData: { filename, pragmas, betterSqlite3: createRequire(import.meta.url).resolve('better-sqlite3') }
     })
     let settle!: () => void
     const first = await new Promise<{ error?: Failure }>((resolve, reject) => {
@@ -113,7 +155,7 @@ export class SqliteThread {
       await worker.terminate()
       throw rebuilt(first.error)
     }
-    return new SqliteThread(worker, onStop)
+    return new SqliteThread(worker, cacheSize, onStop)
   }
 
   get open (): boolean {
@@ -123,35 +165,56 @@ export class SqliteThread {
   /** Runs one statement (prepared once per SQL text, as better-sqlite3 caches nothing itself). */
   async run<R> (sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> {
     if (this.#stopped !== undefined) throw this.#stopped
-    return await this.#send({ sql, parameters })
+    const known = this.#statements.get(sql)
+    if (known !== undefined) return await this.#send(known, known.number, parameters)
+    // A full cache starts again from number 0, which tells the thread to forget the others too.
+    if (this.#statements.size >= this.#cacheSize) this.#statements.clear()
+    const statement: Registered = { number: this.#statements.size }
+    const answer = this.#send<R>(statement, statement.number, parameters, sql)
+    // Only once sent: a message that could not be (see #send) took no number.
+    this.#statements.set(sql, statement)
+    return await answer
   }
 
   /** Closes the connection after the statements already sent, and ends the thread. */
   async close (): Promise<void> {
     if (this.#stopped !== undefined) return
-    const closed = this.#send({ close: true })
+    const closed = this.#send(undefined, -1)
     this.#stopped = new TypeError('The database connection is not open')
     await closed
   }
 
-  async #send<R> (message: { sql: string, parameters: readonly unknown[] } | { close: true }): Promise<QueryResult<R>> {
-    const id = this.#next++
-    return await new Promise<QueryResult<R>>((resolve, reject) => {
-      // Throws (and so rejects) for a parameter that cannot cross threads, before anything waits.
-      this.#worker.postMessage({ id, ...message })
-      if (this.#pending.size === 0) this.#worker.ref()
-      this.#pending.set(id, { resolve, reject })
-    })
+  /** Sends a statement's number (-1: close) and what it needs; throws at once for a parameter that cannot cross threads. */
+  #send<R> (statement: Registered | undefined, number: number, parameters?: readonly unknown[], sql?: string): Promise<QueryResult<R>> {
+    const id = this.#next
+    this.#worker.postMessage(sql === undefined ? [id, number, parameters] : [id, number, parameters, sql])
+    this.#next++
+    if (this.#pending.size === 0) this.#worker.ref()
+    return new Promise<QueryResult<R>>((resolve, reject) => this.#pending.set(id, { statement, resolve, reject }))
   }
 
   #settle (reply: Reply): void {
-    const pending = this.#pending.get(reply.id)
+    const pending = this.#pending.get(reply[0])
     if (pending === undefined) return
-    this.#pending.delete(reply.id)
+    this.#pending.delete(reply[0])
     if (this.#pending.size === 0) this.#worker.unref()
     this.#answered++
-    if ('error' in reply) pending.reject(rebuilt(reply.error))
-    else pending.resolve(reply.result)
+    switch (reply[1]) {
+      case ROWS: {
+        const statement = pending.statement as Registered
+        if (reply[3] !== undefined) statement.columns = reply[3]
+        pending.resolve({ rows: asObjects(reply[2], statement.columns as string[]) })
+        break
+      }
+      case RUN:
+        pending.resolve({ numAffectedRows: BigInt(reply[2]), insertId: BigInt(reply[3]), rows: [] })
+        break
+      case FAILED:
+        pending.reject(rebuilt(reply[2]))
+        break
+      default:
+        pending.resolve({ rows: [] })
+    }
   }
 
   #stop (cause: Error): void {
