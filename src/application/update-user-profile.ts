@@ -63,11 +63,12 @@ function checkIfMatch (value: string | undefined): IfMatch | undefined {
  */
 export function updateUserProfile ({ transactor, clock }: { transactor: Transactor, clock: Clock }) {
   // A transaction that runs again calls this function again, with the same command: a snapshot
-  // started from once is not started from again, so the rerun reads (under the transaction's lock).
-  const startedFrom = new WeakSet<UserSnapshot>()
-  const firstStart = (snapshot: UserSnapshot | undefined): UserSnapshot | undefined => {
-    if (snapshot === undefined || startedFrom.has(snapshot)) return undefined
-    startedFrom.add(snapshot)
+  // started from once in a transaction is not started from again, so the rerun reads under the
+  // transaction's lock. (Outside one, `work` itself runs again, and forgets the snapshot.)
+  const startedInTransaction = new WeakSet<UserSnapshot>()
+  const firstStartInTransaction = (snapshot: UserSnapshot | undefined): UserSnapshot | undefined => {
+    if (snapshot === undefined || startedInTransaction.has(snapshot)) return undefined
+    startedInTransaction.add(snapshot)
     return snapshot
   }
 
@@ -81,9 +82,11 @@ export function updateUserProfile ({ transactor, clock }: { transactor: Transact
     // refuses it if the row has changed since (a retryable error: the transaction runs again),
     // and the next attempt reads afresh. That saves a transaction a round trip: its write takes
     // the row's lock as its locking read would have.
+    let snapshot = snapshotOf(command, userId)
+    if (uow !== undefined) snapshot = firstStartInTransaction(snapshot)
     const work = async ({ users }: UnitOfWork): Promise<UserProfile> => {
-      const snapshot = firstStart(snapshotOf(command, userId))
       const current = snapshot !== undefined ? snapshot.user : await users.findByUserId(command.appId, userId)
+      snapshot = undefined
       if (current === undefined) throw new UserNotFoundError()
       if (condition !== undefined && !ifMatchAllows(condition, userEtag(current))) throw new PreconditionFailedError()
       const next = applyProfileChanges(current, changes, clock.now())
