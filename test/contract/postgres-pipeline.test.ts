@@ -59,7 +59,7 @@ if (postgres !== undefined) {
     const admin = await adminClient(t, url)
     const { rows } = await admin.query<{ n: number }>('select count(*)::int as n from pg_stat_activity where pid = $1', [pipelined?.processID])
     t.same(rows, [{ n: 1 }], 'a session of the server')
-    t.same(persistence.pipeline, { open: true, handedToPool: { lockWait: 0, noConnection: 0 } }, 'its gauges')
+    t.same(persistence.pipeline, { open: true, handedToPool: { lockWait: 0, noConnection: 0, notPrepared: 0 } }, 'its gauges')
     await persistence.close()
     closed = true
     t.equal(pipelined?.connection.stream.destroyed, true, 'closed with the rest')
@@ -87,7 +87,49 @@ if (postgres !== undefined) {
     await locker.query('commit')
     await update
     t.match(await persistence.users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 }, 'the UPDATE waited on a pooled connection, and landed')
-    t.same(persistence.pipeline?.handedToPool, { lockWait: 1, noConnection: 0 }, 'counted')
+    t.same(persistence.pipeline?.handedToPool, { lockWait: 1, noConnection: 0, notPrepared: 0 }, 'counted')
+  })
+
+  t.test('statements queued behind a Parse that failed (a lock held by a migration) never ran: they go to the pool too, never fail', async (t) => {
+    const url = await postgres.fresh(t)
+    const persistence = await openPersistence({ databaseUrl: url, lockTimeoutMs: 60_000 })
+    t.teardown(async () => await persistence.close())
+    await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
+    await persistence.users.insert(sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' }))
+    // The pipelined connection is open (it ran those), and has not prepared the read by user_id.
+    t.equal(persistence.pipeline?.open, true)
+
+    // Another process migrates: its lock makes the read's Parse wait, and fail after 25 ms. The
+    // two reads sent behind it carry no Parse of their own (pg counts the statement as sent), so
+    // the server answers them "prepared statement does not exist".
+    const locker = await adminClient(t, url)
+    await locker.query('begin')
+    await locker.query('lock table users in access exclusive mode')
+    let settled = 0
+    const reads = Array.from({ length: 3 }, async () => await persistence.users.findByUserId('app_1', 'ada').finally(() => { settled++ }))
+    // All three wait for the lock on pooled connections, unless one has failed already.
+    const admin = await adminClient(t, url)
+    for (;;) {
+      const { rows } = await admin.query<{ n: number }>("select count(*)::int as n from pg_locks where not granted and relation = 'users'::regclass")
+      if (rows[0]?.n === 3 || settled > 0) break
+    }
+    await locker.query('commit')
+    const found = await Promise.allSettled(reads)
+    t.match(found, Array.from({ length: 3 }, () => ({ status: 'fulfilled', value: { userId: 'ada' } })))
+    t.same(persistence.pipeline?.handedToPool, { lockWait: 1, noConnection: 0, notPrepared: 2 }, 'counted')
+    t.match(await persistence.users.findByUserId('app_1', 'ada'), { userId: 'ada' }, 'prepared on the pipelined connection at the next use')
+    t.same(persistence.pipeline?.handedToPool, { lockWait: 1, noConnection: 0, notPrepared: 2 })
+
+    // One sent with a Parse while another Parse of it was under way (a race of the two
+    // bookkeepings above, too narrow to set up here) is refused as "already exists": the same.
+    const query = pg.Client.prototype.query
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      pg.Client.prototype.query = query
+      return Promise.reject(Object.assign(new Error('prepared statement "klaim_x" already exists'), { code: '42P05' }))
+    } as typeof query
+    t.teardown(() => { pg.Client.prototype.query = query })
+    t.match(await persistence.users.findByUserId('app_1', 'ada'), { userId: 'ada' })
+    t.same(persistence.pipeline?.handedToPool, { lockWait: 1, noConnection: 0, notPrepared: 3 })
   })
 
   t.test('a pipelined connection that goes silent fails its statements with a 503 within the statement timeout, and is replaced', async (t) => {
@@ -155,7 +197,7 @@ if (postgres !== undefined) {
     await persistence.users.insert(sampleUser({ appId: 'app_1', userId: 'ada' }))
     t.match(await persistence.users.findByUserId('app_1', 'ada'), { userId: 'ada' }, 'answered through the pool')
     t.equal(seen.size, 0, 'no statement went to a pipelined connection')
-    t.same(persistence.pipeline, { open: false, handedToPool: { lockWait: 0, noConnection: 2 } }, 'counted, as the insert and the read')
+    t.same(persistence.pipeline, { open: false, handedToPool: { lockWait: 0, noConnection: 2, notPrepared: 0 } }, 'counted, as the insert and the read')
     t.match(failures, [{ message: 'could not open the pipelined connection (connect ECONNREFUSED (a test)); statements go through the pool until it opens' }], 'one report, not one a statement')
   })
 
@@ -182,7 +224,7 @@ if (postgres !== undefined) {
     t.equal(await select(), undefined, 'the second attempt hangs, and this statement did not wait for it')
     t.equal(await select(), undefined, 'nor does this one')
     t.equal(attempts, 2, 'no third attempt while the second is under way')
-    t.same(pipeline.handedToPool, { lockWait: 0, noConnection: 3 })
+    t.same(pipeline.handedToPool, { lockWait: 0, noConnection: 3, notPrepared: 0 })
     t.equal(failures.length, 1, 'reported once')
     release()
     await pipeline.close()

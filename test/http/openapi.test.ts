@@ -99,5 +99,6 @@ if (postgres !== undefined) {
     t.match(body, /^db_pipeline_open 1$/m)
     t.match(body, /^db_pipeline_handed_to_pool_total\{reason="lock_wait"\} 0$/m)
     t.match(body, /^db_pipeline_handed_to_pool_total\{reason="no_connection"\} 0$/m)
+    t.match(body, /^db_pipeline_handed_to_pool_total\{reason="not_prepared"\} 0$/m)
   })
 }

@@ -41,13 +41,14 @@ export function registerMetrics (app: FastifyInstance, options: MetricsOptions):
     gauge('db_pipeline_open', 'Whether the pipelined PostgreSQL connection is open (1) or not (0)', () => pipeline.open ? 1 : 0)
     const handed = new Counter({
       name: 'db_pipeline_handed_to_pool_total',
-      help: 'Statements the pipelined connection handed to the pool: after a lock wait (lock_wait) or for want of a connection (no_connection)',
+      help: 'Statements the pipelined connection handed to the pool: after a lock wait (lock_wait), for want of a connection (no_connection), or sent behind a failed Parse of theirs (not_prepared)',
       labelNames: ['reason'],
       registers: [registry],
       collect () {
         handed.reset()
         handed.inc({ reason: 'lock_wait' }, pipeline.handedToPool.lockWait)
         handed.inc({ reason: 'no_connection' }, pipeline.handedToPool.noConnection)
+        handed.inc({ reason: 'not_prepared' }, pipeline.handedToPool.notPrepared)
       }
     })
   }

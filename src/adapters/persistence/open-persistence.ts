@@ -65,8 +65,11 @@ export interface PoolGauges {
 export interface PipelineGauges {
   /** Whether the connection is open now. */
   readonly open: boolean
-  /** Statements handed to the pool since start: after a lock wait past the timeout, or for want of a connection. */
-  readonly handedToPool: { readonly lockWait: number, readonly noConnection: number }
+  /**
+   * Statements handed to the pool since start: after a lock wait past the timeout, for want of a
+   * connection, or because they were sent behind a Parse of theirs that failed.
+   */
+  readonly handedToPool: { readonly lockWait: number, readonly noConnection: number, readonly notPrepared: number }
 }
 
 export interface Persistence {

@@ -23,14 +23,15 @@ const RECONNECT_AFTER_MS = 1000
  *
  * Each statement is its own implicit transaction (pg sends a Sync after each), so a failing one
  * fails alone. `run` resolves to undefined when the statement should go through the pool
- * instead: no connection, or a lock held past `PIPELINE_LOCK_TIMEOUT_MS`. It connects on first
+ * instead: no connection, a lock held past `PIPELINE_LOCK_TIMEOUT_MS`, or a statement that was
+ * not prepared on it (see `run`). It connects on first
  * use and after a loss, and statements wait for that; once an attempt has failed, the next ones
  * (at most one a second) run in the background, so no statement waits out another connect
  * timeout before the pool's. A statement already sent is never sent again: if the connection is
  * lost under it, it fails, as it would on the pool.
  */
 export class PostgresPipeline implements PipelineGauges {
-  readonly handedToPool = { lockWait: 0, noConnection: 0 }
+  readonly handedToPool = { lockWait: 0, noConnection: 0, notPrepared: 0 }
   readonly #config: pg.ClientConfig
   readonly #onError: (error: Error) => void
   readonly #reconnectAfterMs: number
@@ -67,9 +68,18 @@ export class PostgresPipeline implements PipelineGauges {
     try {
       result = await client.query({ name, text, values: values as unknown[] })
     } catch (error) {
+      const code = (error as { code?: unknown }).code
       // lock_not_available: the pool waits longer.
-      if ((error as { code?: unknown }).code === '55P03') {
+      if (code === '55P03') {
         this.handedToPool.lockWait++
+        return undefined
+      }
+      // The statement's Parse failed (its first use on this connection, say, waiting for a
+      // migration's lock), and this one was sent behind it without a Parse of its own, as pg
+      // counts the statement as sent: "does not exist". Or it was sent with one while another
+      // Parse of it was under way: "already exists". Either way it never ran.
+      if (code === '26000' || code === '42P05') {
+        this.handedToPool.notPrepared++
         return undefined
       }
       // At once, before the next statement can be sent on it.
