@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -198,34 +198,55 @@ async function workersSentTo (action: () => Promise<unknown>): Promise<Worker[]>
 }
 
 /** A fresh database file and its SQLite thread's worker; `stops` collects what onPoolError hears. */
-async function openWithThread (t: Test, dir = folder(t)): Promise<{ persistence: Persistence, thread: Worker, stops: Error[] }> {
+/** A file database with its SQLite thread; `reports(n)` resolves once onPoolError has heard n reports in all. */
+async function openWithThread (t: Test, dir = folder(t), restartIntervalMs?: number): Promise<{ persistence: Persistence, thread: Worker, stops: Error[], reports: (n: number) => Promise<void> }> {
   const stops: Error[] = []
-  // The thread's worker, caught as the driver lets it go (it holds the process only while busy).
-  let thread: Worker | undefined
-  const unref = Worker.prototype.unref
-  Worker.prototype.unref = function (this: Worker) {
-    thread ??= this
-    unref.apply(this)
+  const waiting: Array<{ n: number, resolve: () => void }> = []
+  const onPoolError = (error: Error): void => {
+    stops.push(error)
+    for (const w of waiting.filter((w) => stops.length >= w.n)) w.resolve()
   }
-  let persistence: Persistence
-  try {
-    persistence = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'users.db')}`, onPoolError: (error) => stops.push(error) })
-  } finally {
-    Worker.prototype.unref = unref
-  }
+  const next = nextThread(t)
+  const persistence = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'users.db')}`, onPoolError, sqliteThreadRestartIntervalMs: restartIntervalMs })
   t.teardown(async () => await persistence.close())
-  if (thread === undefined) throw new Error('no SQLite thread was started')
-  return { persistence, thread, stops }
+  const reports = async (n: number): Promise<void> => {
+    if (stops.length >= n) return
+    const held = setInterval(() => {}, 1000)
+    await new Promise<void>((resolve) => waiting.push({ n, resolve })).finally(() => clearInterval(held))
+  }
+  return { persistence, thread: await next, stops, reports }
 }
 
-t.test('when the SQLite thread stops, the statement under way fails as unavailable, and a new thread runs the next ones (once a minute at most)', async (t) => {
-  const { persistence, thread, stops } = await openWithThread(t)
+/**
+ * The worker of the next SQLite thread started, caught as the driver lets it go (it holds the
+ * process only while busy). The process is held until then: a restart waits on a timer that does
+ * not hold it, and here no server does.
+ */
+async function nextThread (t: Test): Promise<Worker> {
+  const unref = Worker.prototype.unref
+  const held = setInterval(() => {}, 1000)
+  t.teardown(() => {
+    Worker.prototype.unref = unref
+    clearInterval(held)
+  })
+  return await new Promise<Worker>((resolve) => {
+    Worker.prototype.unref = function (this: Worker) {
+      Worker.prototype.unref = unref
+      unref.apply(this)
+      resolve(this)
+    }
+  }).finally(() => clearInterval(held))
+}
+
+t.test('when the SQLite thread stops, the statement under way fails as unavailable, and a new thread runs the next ones; one that keeps stopping is started once an interval at most', async (t) => {
+  const { persistence, thread, stops } = await openWithThread(t, undefined, 2000)
   await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
   const ada = sampleUser({ appId: 'app', userId: 'ada' })
   await persistence.users.insert(ada)
   t.same(await workersSentTo(async () => await persistence.users.findByUserId('app', 'ada')), [thread], 'statements go to the thread')
 
   // Sent after the stop was asked for, so the thread never runs it.
+  const firstStop = performance.now()
   const stopping = thread.terminate()
   const underWay = await persistence.users.findByUserId('app', 'ada').catch((error: unknown) => error)
   await stopping
@@ -241,18 +262,29 @@ t.test('when the SQLite thread stops, the statement under way fails as unavailab
   t.not(sentTo[0], thread, 'a new one')
   t.equal(stops.length, 1, 'which started without a complaint')
 
-  // The new thread stops too, so soon after the restart that another would likely go the same way.
+  // The new thread stops too, so soon after the restart that another would likely go the same
+  // way: the next one starts only once the interval since the restart has passed.
+  const third = nextThread(t)
   await sentTo[0]?.terminate()
-  t.match(stops[1], { message: /^the SQLite thread stopped .*, within a minute of the last restart; it is not started again: statements run on the event loop's connection from now on$/ })
+  t.match(stops[1], { message: /^the SQLite thread stopped .*, within 2 s of the last restart; a new one is started within 2 s: statements run on the event loop's connection until then$/ })
   t.same(await workersSentTo(async () => {
     t.match(await persistence.users.findByUserId('app', 'ada'), { name: 'Ada' }, 'answered')
-  }), [], 'by the event loop\'s connection')
+  }), [], 'meanwhile by the event loop\'s connection')
+  const started = await third
+  // Timers fire on whole milliseconds.
+  t.ok(performance.now() - firstStop >= 1999, 'started 2 s after the restart at the earliest')
+  t.same(await workersSentTo(async () => {
+    t.match(await persistence.users.findByUserId('app', 'ada'), { name: 'Ada' })
+  }), [started], 'then by the thread started after the interval')
+  t.equal(stops.length, 2)
 })
 
-t.test('a SQLite thread that stops before answering anything is not started again; statements run on the other connection', async (t) => {
-  const { persistence, thread, stops } = await openWithThread(t)
+t.test('a SQLite thread that stops before answering anything is started again only after the interval; statements run on the other connection meanwhile', async (t) => {
+  const { persistence, thread, stops } = await openWithThread(t, undefined, 1000)
+  const next = nextThread(t)
+  const stopped = performance.now()
   await thread.terminate()
-  t.match(stops, [{ message: /^the SQLite thread stopped .*, before it answered any statement; it is not started again: statements run on the event loop's connection from now on$/ }])
+  t.match(stops, [{ message: /^the SQLite thread stopped .*, before it answered any statement; a new one is started within 1 s: statements run on the event loop's connection until then$/ }])
 
   await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
   const sentTo = await workersSentTo(async () => {
@@ -260,24 +292,35 @@ t.test('a SQLite thread that stops before answering anything is not started agai
     t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' })
   })
   t.same(sentTo, [], 'no thread took them')
+  const started = await next
+  t.ok(performance.now() - stopped >= 999, 'started 1 s after the stop at the earliest')
+  t.same(await workersSentTo(async () => await persistence.users.findByUserId('app', 'ada')), [started], 'then the new thread')
 })
 
-t.test('when a new SQLite thread cannot open the file, the event loop\'s connection runs the statements', async (t) => {
+t.test('when a new SQLite thread cannot open the file, the event loop\'s connection runs the statements, and another start is tried after the interval', async (t) => {
   const dir = folder(t)
-  const { persistence, thread, stops } = await openWithThread(t, dir)
+  const { persistence, thread, stops, reports } = await openWithThread(t, dir, 1000)
   await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
   await persistence.users.insert(sampleUser({ appId: 'app', userId: 'ada' }))
   // The open connection keeps the file; a new one finds no folder to open it in.
   rmSync(dir, { recursive: true, force: true })
 
   await thread.terminate()
+  await reports(2)
+  // The folder is back before the next attempt, but not the file: a thread never makes a
+  // database of its own.
+  mkdirSync(dir)
   const sentTo = await workersSentTo(async () => {
     t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' }, 'answered all the same')
   })
   t.same(sentTo, [], 'by no thread')
+  await reports(3)
   t.match(stops, [
     { message: /; a new one is started$/ },
     // better-sqlite3's own error, rebuilt from the thread's.
-    { message: /^the SQLite thread could not be started again \(Cannot open database because the directory does not exist\): statements run on the event loop's connection from now on$/, cause: { name: 'TypeError' } }
+    { message: /^the SQLite thread could not be started again \(Cannot open database because the directory does not exist\); a new one is started within 1 s: statements run on the event loop's connection until then$/, cause: { name: 'TypeError' } },
+    { message: /^the SQLite thread could not be started again \(unable to open database file\); a new one is started within 1 s/, cause: { code: 'SQLITE_CANTOPEN' } }
   ])
+  t.notOk(existsSync(join(dir, 'users.db')), 'no new database file')
+  t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' })
 })

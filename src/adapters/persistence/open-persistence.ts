@@ -8,7 +8,7 @@ import { compileUserQueries, kyselyUserRepository } from './kysely-user-reposito
 import { migrateToLatest } from './migrations/index.js'
 import { openPostgres } from './postgres.js'
 import type { DatabaseSchema } from './schema.js'
-import { openSqlite, type SqliteOptions, type SqliteSynchronous } from './sqlite.js'
+import { openSqlite, THREAD_RESTART_INTERVAL_MS, type SqliteOptions, type SqliteSynchronous } from './sqlite.js'
 
 export interface PersistenceOptions {
   databaseUrl: string
@@ -44,6 +44,11 @@ export interface PersistenceOptions {
    * here. For long-running servers; off by default (a one-shot command has no use for it).
    */
   sqliteBackgroundCheckpoints?: { onError: (error: Error) => void }
+  /**
+   * SQLite file only: the least time between two starts of the statement thread when it keeps
+   * stopping (default 60000 ms, a minute; see `SqliteDriver.startThread`).
+   */
+  sqliteThreadRestartIntervalMs?: number
   /** Apply pending migrations first (default true). */
   migrate?: boolean
 }
@@ -112,7 +117,8 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     synchronous: options.sqliteSynchronous ?? 'NORMAL',
     lockTimeoutMs,
     checkpointInBackground: options.sqliteBackgroundCheckpoints,
-    onThreadError: options.onPoolError
+    onThreadError: options.onPoolError,
+    threadRestartIntervalMs: integerOption('sqliteThreadRestartIntervalMs', options.sqliteThreadRestartIntervalMs ?? THREAD_RESTART_INTERVAL_MS, 0)
   }
   const { db, pool, pipeline, close } = location.dialect === 'postgres'
     ? openPostgres(location.connectionString, {

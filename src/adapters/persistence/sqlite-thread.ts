@@ -21,7 +21,8 @@ const Database = require(workerData.betterSqlite3)
 const failure = (error) => ({ name: String(error && error.name), message: String(error && error.message), code: error && error.code })
 let db
 try {
-  db = new Database(workerData.filename)
+  // Never a database of its own: a file removed under the event loop's connection stays removed.
+  db = new Database(workerData.filename, { fileMustExist: true })
   for (const pragma of workerData.pragmas) db.pragma(pragma)
   parentPort.postMessage({})
 } catch (error) {

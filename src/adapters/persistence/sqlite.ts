@@ -14,8 +14,8 @@ import { SqliteThread } from './sqlite-thread.js'
 export type SqliteSynchronous = 'NORMAL' | 'FULL'
 
 const STATEMENT_CACHE_SIZE = 256
-/** A SQLite thread is started again after a stop only if the last restart was longer ago than this. */
-const THREAD_RESTART_INTERVAL_MS = 60_000
+/** By default, a SQLite thread is started again at most once in this long (see SqliteDriver.startThread). */
+export const THREAD_RESTART_INTERVAL_MS = 60_000
 /** Pauses between attempts at a lock another process holds, in ms; the last one repeats. */
 const LOCK_RETRY_DELAYS = [0, 1, 2, 5, 10, 20, 50, 100]
 
@@ -97,6 +97,8 @@ class SqliteDriver implements Driver {
   #thread: SqliteThread | undefined
   /** Set while a thread that stopped is being replaced. */
   #replacing: Promise<void> | undefined
+  /** Set while a thread that stopped waits to be started again (see startThread). */
+  #restartTimer: NodeJS.Timeout | undefined
   #destroyed = false
   #checkpointer: SqliteCheckpointer | undefined
 
@@ -111,34 +113,48 @@ class SqliteDriver implements Driver {
    * Gives the driver its SQLite thread, opened by `open` with the stop callback it is handed.
    * A thread that stops is reported to `onError` and replaced the same way; the statements
    * sent meanwhile wait for the new one (milliseconds, once). One that stops before answering
-   * anything would likely do so again, and so would one that stops within a minute of the last
-   * restart: neither is replaced, and the event loop's connection runs every statement from then
-   * on, as it does when a replacement fails to open.
+   * anything would likely do so again, and so would one that stops within `restartIntervalMs` of
+   * the last restart: each is started again only once that long has passed since (the last
+   * restart, or its stop), and so is one whose replacement failed to open. Until then the event
+   * loop's connection runs every statement.
    */
-  async startThread (open: (onStop: (error: Error, answered: number) => void) => Promise<SqliteThread>, onError: (error: Error) => void): Promise<void> {
-    const fallBack = 'statements run on the event loop\'s connection from now on'
+  async startThread (open: (onStop: (error: Error, answered: number) => void) => Promise<SqliteThread>, onError: (error: Error) => void, restartIntervalMs: number): Promise<void> {
+    const seconds = restartIntervalMs / 1000
+    const later = `a new one is started within ${seconds} s: statements run on the event loop's connection until then`
     let lastRestart = -Infinity
+    const restart = (): void => {
+      lastRestart = performance.now()
+      this.#replacing = open(onStop).then(async (thread) => {
+        if (this.#destroyed) await thread.close()
+        else this.#thread = thread
+      }, (cause: unknown) => {
+        onError(new Error(`the SQLite thread could not be started again (${cause instanceof Error ? cause.message : String(cause)}); ${later}`, { cause }))
+        restartAt(performance.now() + restartIntervalMs)
+      }).finally(() => { this.#replacing = undefined })
+    }
+    const restartAt = (when: number): void => {
+      this.#restartTimer = setTimeout(() => {
+        this.#restartTimer = undefined
+        if (!this.#destroyed) restart()
+      }, Math.max(0, when - performance.now()))
+      // Never what keeps the process alive.
+      this.#restartTimer.unref()
+    }
     const onStop = (error: Error, answered: number): void => {
       if (this.#destroyed) {
         onError(error)
         return
       }
       if (answered === 0) {
-        onError(new Error(`${error.message}, before it answered any statement; it is not started again: ${fallBack}`, { cause: error }))
-        return
+        onError(new Error(`${error.message}, before it answered any statement; ${later}`, { cause: error }))
+        restartAt(performance.now() + restartIntervalMs)
+      } else if (performance.now() - lastRestart < restartIntervalMs) {
+        onError(new Error(`${error.message}, within ${seconds} s of the last restart; ${later}`, { cause: error }))
+        restartAt(lastRestart + restartIntervalMs)
+      } else {
+        onError(new Error(`${error.message}; a new one is started`, { cause: error }))
+        restart()
       }
-      if (performance.now() - lastRestart < THREAD_RESTART_INTERVAL_MS) {
-        onError(new Error(`${error.message}, within a minute of the last restart; it is not started again: ${fallBack}`, { cause: error }))
-        return
-      }
-      lastRestart = performance.now()
-      onError(new Error(`${error.message}; a new one is started`, { cause: error }))
-      this.#replacing = open(onStop).then(async (thread) => {
-        if (this.#destroyed) await thread.close()
-        else this.#thread = thread
-      }, (cause: unknown) => {
-        onError(new Error(`the SQLite thread could not be started again (${cause instanceof Error ? cause.message : String(cause)}): ${fallBack}`, { cause }))
-      }).finally(() => { this.#replacing = undefined })
     }
     this.#thread = await open(onStop)
   }
@@ -208,6 +224,7 @@ class SqliteDriver implements Driver {
 
   async destroy (): Promise<void> {
     this.#destroyed = true
+    clearTimeout(this.#restartTimer)
     await this.#checkpointer?.stop()
     await this.#replacing
     await this.#thread?.close()
@@ -223,6 +240,8 @@ export interface SqliteOptions {
   checkpointInBackground?: { onError: (error: Error) => void }
   /** Hears that the SQLite thread stopped (see SqliteDriver.startThread); a file database only. */
   onThreadError?: (error: Error) => void
+  /** The least time between two starts of a SQLite thread that keeps stopping (default THREAD_RESTART_INTERVAL_MS). */
+  threadRestartIntervalMs?: number
 }
 
 /**
@@ -248,7 +267,7 @@ export async function openSqlite (filename: string, options: SqliteOptions): Pro
     for (const pragma of pragmas) db.pragma(pragma)
     // An in-memory database exists on its one connection only.
     if (!inMemory) {
-      await driver.startThread(async (onStop) => await SqliteThread.open(filename, pragmas, STATEMENT_CACHE_SIZE, onStop), options.onThreadError ?? (() => {}))
+      await driver.startThread(async (onStop) => await SqliteThread.open(filename, pragmas, STATEMENT_CACHE_SIZE, onStop), options.onThreadError ?? (() => {}), options.threadRestartIntervalMs ?? THREAD_RESTART_INTERVAL_MS)
     }
   } catch (error) {
     await driver.destroy()
