@@ -29,7 +29,7 @@ t.test('configuration: defaults, and one clear error per bad setting', async (t)
 })
 
 t.test('in-process database options are checked when the database opens', async (t) => {
-  for (const bad of [{ poolMax: 0 }, { poolMax: 1.5 }, { lockTimeoutMs: -1 }, { lockTimeoutMs: Number.NaN }, { postgresStatementTimeoutMs: -1 }, { lockTimeoutMs: '5000' }, { postgresPipeline: 'false' }]) {
+  for (const bad of [{ poolMax: 0 }, { poolMax: 1.5 }, { lockTimeoutMs: -1 }, { lockTimeoutMs: Number.NaN }, { postgresStatementTimeoutMs: -1 }, { lockTimeoutMs: '5000' }, { postgresPipeline: 'false' }, { sqliteThreadRestartIntervalMs: 999 }]) {
     await t.rejects(openPersistence({ databaseUrl: 'sqlite::memory:', ...bad } as never), TypeError, JSON.stringify(bad))
   }
   const zero = await openPersistence({ databaseUrl: 'sqlite::memory:', lockTimeoutMs: 0, postgresStatementTimeoutMs: 0 })

@@ -46,7 +46,7 @@ export interface PersistenceOptions {
   sqliteBackgroundCheckpoints?: { onError: (error: Error) => void }
   /**
    * SQLite file only: the least time between two starts of the statement thread when it keeps
-   * stopping (default 60000 ms, a minute; see `SqliteDriver.startThread`).
+   * stopping (default 60000 ms, a minute; at least 1000; see `SqliteDriver.startThread`).
    */
   sqliteThreadRestartIntervalMs?: number
   /** Apply pending migrations first (default true). */
@@ -118,7 +118,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     lockTimeoutMs,
     checkpointInBackground: options.sqliteBackgroundCheckpoints,
     onThreadError: options.onPoolError,
-    threadRestartIntervalMs: integerOption('sqliteThreadRestartIntervalMs', options.sqliteThreadRestartIntervalMs ?? THREAD_RESTART_INTERVAL_MS, 0)
+    threadRestartIntervalMs: integerOption('sqliteThreadRestartIntervalMs', options.sqliteThreadRestartIntervalMs ?? THREAD_RESTART_INTERVAL_MS, 1000)
   }
   const { db, pool, pipeline, close } = location.dialect === 'postgres'
     ? openPostgres(location.connectionString, {

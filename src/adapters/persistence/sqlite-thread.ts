@@ -4,7 +4,7 @@ import type { QueryResult } from 'kysely'
 import { SQLITE_THREAD_STOPPED } from './database-errors.js'
 import { EVAL_WORKER } from './sqlite-checkpointer.js'
 
-/** What a reply of the thread carries, after the statement's number. */
+/** The kinds of the thread's answers: an answer's second element, after the message's id. */
 const ROWS = 0
 const RUN = 1
 const FAILED = 2
