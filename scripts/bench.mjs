@@ -95,6 +95,34 @@ function clusterCpuSince (before) {
   return total
 }
 
+/**
+ * The targets of the benchmark issue, each with this run's figure. The large row's is its req/s
+ * over the small PUT row's, as a mean of rounds and round by round (the two rows run minutes
+ * apart in a round, and this machine's speed drifts). Rows left out (no PostgreSQL) are skipped.
+ */
+function issueTargets (results) {
+  const row = (key) => results.find((r) => r.key === key)
+  const targets = []
+  const put = row('sqlite-put')
+  const pgPut = row('pg-put')
+  const large = row('sqlite-put-large')
+  if (put !== undefined) {
+    targets.push({ target: 'SQLite PUT at least 0.33 of bare', value: put.ratio.toFixed(2), met: put.ratio >= 0.33 })
+    targets.push({ target: 'SQLite PUT p99 at most 20 ms', value: `${put.p99Ms} ms`, met: put.p99Ms <= 20 })
+  }
+  if (pgPut !== undefined) targets.push({ target: 'PostgreSQL PUT at least 0.10 of bare', value: pgPut.ratio.toFixed(2), met: pgPut.ratio >= 0.10 })
+  if (put !== undefined && large !== undefined) {
+    const ratio = large.rps / put.rps
+    const byRound = large.rpsByRound.map((rps, i) => (rps / put.rpsByRound[i]).toFixed(2))
+    // The target is for a million users; a smaller BENCH_LARGE_USERS neither meets nor misses it.
+    targets.push({ target: `SQLite PUT with ${LARGE.toLocaleString('en')} users at least 0.8 of ${SMALL.toLocaleString('en')} users`, value: `${ratio.toFixed(2)} (${byRound.join(', ')})`, met: LARGE === 1_000_000 ? ratio >= 0.8 : null })
+  }
+  const service = results.filter((r) => /^(sqlite|pg)-/.test(r.key))
+  const rss = Math.max(...service.map((r) => r.peakRssMb))
+  targets.push({ target: 'peak RSS of the service at most 200 MB', value: `${rss} MB`, met: rss <= 200 })
+  return targets
+}
+
 function userRequests (method, users, apiKey) {
   let n = 0
   return [{
@@ -205,7 +233,9 @@ try {
     const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length
     return {
       name: row.name,
+      key: row.key ?? 'bare',
       rps: Math.round(mean(samples.map((s) => s.rps))),
+      rpsByRound: samples.map((s) => Math.round(s.rps)),
       p50Ms: Math.max(...samples.map((s) => s.p50)),
       p99Ms: Math.max(...samples.map((s) => s.p99)),
       non2xx: samples.reduce((a, s) => a + s.non2xx, 0),
@@ -231,12 +261,17 @@ try {
   console.log('\nratio: the row\'s req/s over the bare Fastify req/s of the same round (mean of rounds; each round in brackets). p50/p99: worst round.')
   console.log('CPU µs/req (mean of rounds): user + system CPU per answered request of the server process (all its threads), of the throwaway PostgreSQL cluster (\'-\': not ours to measure), and of this process, the load generator.')
 
+  const targets = issueTargets(results)
+  console.log(`\nthe benchmark issue's targets, in this run${LARGE === 1_000_000 ? '' : ' (n/a: the target is for 1,000,000 users)'}:`)
+  for (const t of targets) console.log(`  ${t.met === null ? 'n/a    ' : t.met ? 'met    ' : 'not met'}  ${t.target}: ${t.value}`)
+
   mkdirSync(join(ROOT, 'bench-results'), { recursive: true })
   const report = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
     settings: { connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, rounds: ROUNDS, rateLimitPerMinute: 0, logLevel: 'info' },
-    results
+    results,
+    targets
   }
   writeFileSync(join(ROOT, 'bench-results', 'latest.json'), JSON.stringify(report, null, 2) + '\n')
   console.log('written: bench-results/latest.json')
