@@ -262,7 +262,8 @@ try {
   console.log('CPU µs/req (mean of rounds): user + system CPU per answered request of the server process (all its threads), of the throwaway PostgreSQL cluster (\'-\': not ours to measure), and of this process, the load generator.')
 
   const targets = issueTargets(results)
-  console.log(`\nthe benchmark issue's targets, in this run${LARGE === 1_000_000 ? '' : ' (n/a: the target is for 1,000,000 users)'}:`)
+  const shortened = SECONDS < 5 || ROUNDS < 2 || WARMUP_SECONDS < 2
+  console.log(`\nthe benchmark issue's targets, in this run${shortened ? ', shortened (BENCH_*): a smoke test, not a measurement' : ''}${LARGE === 1_000_000 ? '' : ' (n/a: the target is for 1,000,000 users)'}:`)
   for (const t of targets) console.log(`  ${t.met === null ? 'n/a    ' : t.met ? 'met    ' : 'not met'}  ${t.target}: ${t.value}`)
 
   mkdirSync(join(ROOT, 'bench-results'), { recursive: true })
