@@ -30,7 +30,8 @@ export interface PersistenceOptions {
   /**
    * Hears of a database connection that failed and is replaced: on PostgreSQL an idle one of the
    * pool, or the pipelined one (see `postgresPipeline`); on a SQLite file the one of the
-   * statement thread (see `SqliteThread`), started again unless the error says otherwise.
+   * statement thread (see `SqliteThread`), started again at once or, as the error says, within
+   * `sqliteThreadRestartIntervalMs`.
    */
   onPoolError?: (error: Error) => void
   /**

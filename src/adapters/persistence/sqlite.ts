@@ -240,8 +240,8 @@ export interface SqliteOptions {
   checkpointInBackground?: { onError: (error: Error) => void }
   /** Hears that the SQLite thread stopped (see SqliteDriver.startThread); a file database only. */
   onThreadError?: (error: Error) => void
-  /** The least time between two starts of a SQLite thread that keeps stopping (default THREAD_RESTART_INTERVAL_MS). */
-  threadRestartIntervalMs?: number
+  /** The least time between two starts of a SQLite thread that keeps stopping (THREAD_RESTART_INTERVAL_MS by default). */
+  threadRestartIntervalMs: number
 }
 
 /**
@@ -267,7 +267,7 @@ export async function openSqlite (filename: string, options: SqliteOptions): Pro
     for (const pragma of pragmas) db.pragma(pragma)
     // An in-memory database exists on its one connection only.
     if (!inMemory) {
-      await driver.startThread(async (onStop) => await SqliteThread.open(filename, pragmas, STATEMENT_CACHE_SIZE, onStop), options.onThreadError ?? (() => {}), options.threadRestartIntervalMs ?? THREAD_RESTART_INTERVAL_MS)
+      await driver.startThread(async (onStop) => await SqliteThread.open(filename, pragmas, STATEMENT_CACHE_SIZE, onStop), options.onThreadError ?? (() => {}), options.threadRestartIntervalMs)
     }
   } catch (error) {
     await driver.destroy()
