@@ -1,8 +1,9 @@
 // Seeds a database in bulk (not through HTTP): one app, its key, and N users u0..u(N-1).
 // Each user has a name and one metadata key, the shape the PUT load gives it. Seeded without
-// them, every user's first PUT would grow its row in a page SQLite packed full, and split it:
-// the warm-up does that to nearly all of 10,000 users, but to few of 1,000,000, so the two
-// rows would measure different updates, not the same update on more data (see README).
+// them, every user's first PUT would grow its row in a page the bulk insert packed full,
+// splitting it about once in 11 updates. The warm-up does that to nearly all of 10,000 users
+// but to few of 1,000,000, so the two rows would measure different updates, not the same
+// update on more data (see README).
 import Database from 'better-sqlite3'
 import pg from 'pg'
 import { openUsersService } from '../dist/index.js'
