@@ -17,7 +17,8 @@ export interface IdempotentRequest {
  * Runs a request at most once per (scope, key): the first run's response is stored in the same
  * transaction as its change and replayed to every retry with the same fingerprint.
  *
- * `work` makes the change and the response inside one transaction. `storedFailure` says which
+ * `work` makes the change and the response inside one transaction, every write of it guarded by
+ * what it read (see `Transactor.guardedTransaction`), as the use cases' are. `storedFailure` says which
  * thrown errors are answers to keep (a 404, a 409 ...): those are stored and rethrown; any other
  * error releases the key, so the client may retry. Throws `IdempotencyKeyReusedError` for a
  * different request under the same key, `IdempotencyInProgressError` while the first still runs.
@@ -60,12 +61,15 @@ export function idempotent ({ transactor, store, clock }: { transactor: Transact
     if ('replay' in claimed) return { response: claimed.replay, replayed: true }
     const { lockedUntil } = claimed
     try {
-      const response = await transactor.transaction(async (uow) => {
+      const inTransaction = async (uow: UnitOfWork): Promise<StoredResponse> => {
         const made = await work(uow)
         // Taken over since: this change must not land beside the other request's.
         if (!await uow.idempotency.complete(request.scope, request.key, lockedUntil, made)) throw new ClaimTakenOver()
         return made
-      })
+      }
+      const response = transactor.guardedTransaction === undefined
+        ? await transactor.transaction(inTransaction)
+        : await transactor.guardedTransaction(inTransaction)
       return { response, replayed: false }
     } catch (error) {
       if (error instanceof ClaimTakenOver) return await afterTakeOver(request)

@@ -87,6 +87,18 @@ export interface Transactor {
    * a compare-and-swap, with fewer round trips than a transaction.
    */
   optimistic<T>(work: (uow: UnitOfWork) => Promise<T>): Promise<T>
+  /**
+   * Like `transaction`, for `work` whose every write is guarded: refused by the database, with
+   * no effect, once what `work` read has changed (`UserRepository.update` is, by the version it
+   * read; an insert, by the unique indexes; `IdempotencyStore.complete`, by its claim). Its
+   * reads may then take no lock, and its writes may be held back and made together at the end,
+   * one transaction with no round trip between them. A held write answers at once, as having
+   * changed one row, so `work` must not use what a write returns, nor read back what it wrote.
+   * If any is refused or fails at the end, none is made, and `work` runs again in a
+   * `transaction`; so does any failure of `work` itself, whose error is then the answer.
+   * Optional: a transactor without it serves such work with `transaction`.
+   */
+  guardedTransaction?<T>(work: (uow: UnitOfWork) => Promise<T>): Promise<T>
 }
 
 export interface App {

@@ -30,15 +30,23 @@ eachDatabase(t, (t, db) => {
     const clock = { now: () => now }
     const plain = idempotent({ transactor, store, clock })
     let stalled = false
+    const stall = async (): Promise<void> => {
+      if (!stalled) {
+        stalled = true
+        now += IDEMPOTENCY_LOCK_MS + 1
+        await meanwhile(plain, store, now)
+      }
+    }
+    // Both ways into a transaction stall, whichever the runner takes.
     const slow: Transactor = {
       ...transactor,
       transaction: async (work) => {
-        if (!stalled) {
-          stalled = true
-          now += IDEMPOTENCY_LOCK_MS + 1
-          await meanwhile(plain, store, now)
-        }
+        await stall()
         return await transactor.transaction(work)
+      },
+      guardedTransaction: async (work) => {
+        await stall()
+        return transactor.guardedTransaction === undefined ? await transactor.transaction(work) : await transactor.guardedTransaction(work)
       }
     }
     const mark = async (uow: UnitOfWork, who: string): Promise<void> => { await uow.idempotency.claim('marks', who, record(now)) }

@@ -12,6 +12,8 @@ import { isUnavailable } from '../../src/adapters/persistence/database-errors.js
 import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
 import { HOT_STATEMENTS } from '../../src/adapters/persistence/prepared.js'
 import { SqliteThread } from '../../src/adapters/persistence/sqlite-thread.js'
+import { UserIdTakenError } from '../../src/domain/errors.js'
+import type { User } from '../../src/domain/user.js'
 import { sampleUser } from '../helpers/users.js'
 
 /** A folder of its own for the test, removed at its end. */
@@ -28,14 +30,14 @@ async function openFile (t: Test): Promise<Persistence> {
   return persistence
 }
 
-/** A transaction of app 'app' that has inserted 'ada' and stays open until `release` is called. */
-async function heldTransaction (persistence: Persistence): Promise<{ release: () => void, transaction: Promise<void> }> {
+/** A transaction of app 'app' that has inserted `userId` and stays open until `release` is called. */
+async function heldTransaction (persistence: Persistence, userId = 'ada'): Promise<{ release: () => void, transaction: Promise<void> }> {
   let entered!: () => void
   const inside = new Promise<void>((resolve) => { entered = resolve })
   let release!: () => void
   const gate = new Promise<void>((resolve) => { release = resolve })
   const transaction = persistence.transactor.transaction(async (uow) => {
-    await uow.users.insert(sampleUser({ appId: 'app', userId: 'ada' }))
+    await uow.users.insert(sampleUser({ appId: 'app', userId, klaimId: `k-${userId}`, email: `${userId}@example.com` }))
     entered()
     await gate
   })
@@ -161,6 +163,142 @@ t.test('the SQLite thread knows statements by number: past its cache it forgets 
   }
   t.match(sent, [[Number, Number, [2], 'select x from a where x = ?'], [Number, Number, [2]]])
   t.equal((sent[1] as unknown[]).length, 3)
+})
+
+t.test('the SQLite thread makes a transaction\'s writes in one message: all or none, refused at the first that changes no row', async (t) => {
+  const file = join(folder(t), 'transactions.db')
+  const other = new BetterSqlite3(file)
+  t.teardown(() => other.close())
+  other.pragma('journal_mode = WAL')
+  other.exec("create table a (x integer primary key, y text); insert into a values (1, 'one')")
+  const thread = await SqliteThread.open(file, ['busy_timeout = 0'], 3, () => {})
+  t.teardown(async () => await thread.close())
+  const rows = (): unknown[] => other.prepare('select x, y from a order by x').all()
+  const insert = 'insert into a values (?, ?) returning x'
+  const rename = 'update a set y = ? where x = ?'
+
+  t.equal(await thread.transaction([[insert, [2, 'two']], [rename, ['uno', 1]]]), true, 'committed')
+  t.same(rows(), [{ x: 1, y: 'uno' }, { x: 2, y: 'two' }])
+
+  t.equal(await thread.transaction([[insert, [3, 'three']], [rename, ['nine', 9]], [rename, ['dos', 2]]]), false, 'refused: no row 9')
+  t.same(rows(), [{ x: 1, y: 'uno' }, { x: 2, y: 'two' }], 'nothing written, the insert before it undone')
+
+  await t.rejects(thread.transaction([[rename, ['eins', 1]], [insert, [2, 'again']]]), { code: 'SQLITE_CONSTRAINT_PRIMARYKEY' })
+  t.same(rows(), [{ x: 1, y: 'uno' }, { x: 2, y: 'two' }], 'a failure undoes it all')
+
+  other.exec('begin immediate')
+  await t.rejects(thread.transaction([[rename, ['eins', 1]]]), { code: 'SQLITE_BUSY' }, 'another connection holds the write lock')
+  other.exec('commit')
+
+  // Numbered as single statements are: a statement first sent in a transaction, even one not
+  // reached, is known by its number afterwards, and a cache overflow numbers them all again.
+  t.equal(await thread.transaction([[rename, ['nine', 9]], ['delete from a where x = ?', [2]]]), false)
+  t.same((await thread.run('delete from a where x = ?', [2])).numAffectedRows, 1n, 'the statement after the refused one was learned')
+  const reads = ['select y from a where x = ?', 'select x from a where y = ?']
+  for (const sql of reads) await thread.run(sql, [1])
+  // The same new statement twice, another between: its SQL goes once.
+  t.equal(await thread.transaction([[insert, [4, 'four']], ['update a set y = y || ? where x = ?', ['!', 4]], [insert, [5, 'five']]]), true, 'past the cache of three')
+  t.same((await thread.run(reads[0] as string, [4])).rows, [{ y: 'four!' }])
+  t.same(rows(), [{ x: 1, y: 'uno' }, { x: 4, y: 'four!' }, { x: 5, y: 'five' }])
+})
+
+/** The messages posted to any worker while `action` runs. */
+async function messagesDuring (action: () => Promise<unknown>): Promise<unknown[][]> {
+  const sent: unknown[][] = []
+  const postMessage = Worker.prototype.postMessage
+  Worker.prototype.postMessage = function (this: Worker, message: unknown) {
+    if (Array.isArray(message)) sent.push(message)
+    postMessage.call(this, message)
+  }
+  try {
+    await action()
+  } finally {
+    Worker.prototype.postMessage = postMessage
+  }
+  return sent
+}
+
+t.test('a guarded transaction on a file database: its writes go to the SQLite thread in one message; anything amiss, and it runs again as an ordinary transaction', async (t) => {
+  const persistence = await openFile(t)
+  const { transactor, users } = persistence
+  await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
+  const ada = sampleUser({ appId: 'app', userId: 'ada' })
+  await users.insert(ada)
+  const guarded = transactor.guardedTransaction
+  if (guarded === undefined) throw new Error('a file database has guarded transactions')
+  let n = 0
+  const another = (): User => sampleUser({ appId: 'app', userId: `u${++n}`, klaimId: `k${n}`, email: `u${n}@example.com` })
+  const exists = async (user: User): Promise<boolean> => await users.findByUserId('app', user.userId) !== undefined
+
+  // Read, then two writes: held back, then sent in one message, as one transaction.
+  let runs = 0
+  const first = another()
+  const sent = await messagesDuring(async () => await guarded(async (uow) => {
+    runs++
+    const current = await uow.users.findByUserId('app', 'ada') as User
+    await uow.users.update({ ...current, name: 'Ada', version: current.version + 1 }, current)
+    await uow.users.insert(first)
+  }))
+  t.equal(runs, 1)
+  t.match(sent.filter((message) => message[1] === -2), [[Number, -2, [[Number, Array], [Number, Array]]]], 'one message with both writes')
+  t.match(await users.findByUserId('app', 'ada'), { name: 'Ada', version: 2 })
+  t.ok(await exists(first))
+
+  // What it read changes before its writes are made: they are refused, all of them, and it runs
+  // again in an ordinary transaction, which reads the new row.
+  runs = 0
+  const lost = another()
+  const kept = another()
+  await guarded(async (uow) => {
+    runs++
+    const current = await uow.users.findByUserId('app', 'ada') as User
+    if (runs === 1) await users.update({ ...current, metadata: { by: 'another' }, version: current.version + 1 }, current)
+    await uow.users.insert(runs === 1 ? lost : kept)
+    await uow.users.update({ ...current, name: `Ada ${runs}`, version: current.version + 1 }, current)
+  })
+  t.equal(runs, 2)
+  t.match(await users.findByUserId('app', 'ada'), { name: 'Ada 2', metadata: { by: 'another' }, version: 4 })
+  t.notOk(await exists(lost), 'the refused run\'s insert was undone')
+  t.ok(await exists(kept))
+
+  // A query that is not a prepared one cannot be held: it fails there, and the ordinary
+  // transaction runs it.
+  runs = 0
+  t.equal(await guarded(async (uow) => {
+    runs++
+    return await uow.idempotency.purgeExpired(0)
+  }), 0)
+  t.equal(runs, 2)
+
+  // A failure: the ordinary transaction runs it again, and its error is the answer; nothing lands.
+  runs = 0
+  const failed = another()
+  await t.rejects(guarded(async (uow) => {
+    runs++
+    await uow.users.insert(failed)
+    await uow.users.insert({ ...another(), userId: 'ada' })
+  }), UserIdTakenError)
+  t.equal(runs, 2)
+  t.notOk(await exists(failed))
+
+  // The event loop's connection holds the write lock: the thread cannot begin, and the ordinary
+  // transaction waits for the lock.
+  const { release, transaction } = await heldTransaction(persistence, 'eve')
+  const onThread = SqliteThread.prototype.transaction
+  // Released once the thread has tried (and, the lock being taken, failed) to begin.
+  SqliteThread.prototype.transaction = async function (this: SqliteThread, writes) {
+    return await onThread.call(this, writes).finally(release)
+  }
+  t.teardown(() => { SqliteThread.prototype.transaction = onThread })
+  runs = 0
+  const late = another()
+  await guarded(async (uow) => {
+    runs++
+    await uow.users.insert(late)
+  })
+  await transaction
+  t.equal(runs, 2)
+  t.ok(await exists(late))
 })
 
 t.test('a host that never closes the service still exits, and one that awaits a statement is kept alive for it', async (t) => {

@@ -3,6 +3,7 @@ import type { Transactor, UnitOfWork } from '../../application/ports.js'
 import { isRetryable } from './database-errors.js'
 import { kyselyIdempotencyStore, type IdempotencyQueries } from './kysely-idempotency-store.js'
 import { kyselyUserRepository, type UserQueries } from './kysely-user-repository.js'
+import { recordingWrites, writeHolder } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 
 const MAX_ATTEMPTS = 10
@@ -37,8 +38,25 @@ export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: Queries):
   }
 
   const outside = unitOfWork(db, queries, false)
+  const transaction = async <T>(work: (uow: UnitOfWork) => Promise<T>): Promise<T> => await retried(MAX_ATTEMPTS, async () => await once(work))
+  const holder = writeHolder(db)
   return {
-    transaction: async (work) => await retried(MAX_ATTEMPTS, async () => await once(work)),
-    optimistic: async (work) => await retried(MAX_OPTIMISTIC_ATTEMPTS, async () => await work(outside))
+    transaction,
+    optimistic: async (work) => await retried(MAX_OPTIMISTIC_ATTEMPTS, async () => await work(outside)),
+    // SQLite with its thread: `work` runs with its writes held back, and they go to the thread
+    // in one message, made there in one transaction. Any failure, a refused write included, and
+    // the ordinary transaction runs `work` again, which reads under its lock and answers it.
+    guardedTransaction: holder === undefined
+      ? transaction
+      : async (work) => {
+        if (holder.available()) {
+          const recording = recordingWrites(db)
+          try {
+            const made = await work(unitOfWork(recording.db, queries, false))
+            if (await holder.commit(recording.writes)) return made
+          } catch {}
+        }
+        return await transaction(work)
+      }
   }
 }

@@ -1,4 +1,4 @@
-import type { Compilable, Kysely, QueryResult } from 'kysely'
+import { CompiledQuery, Kysely, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler, type Compilable, type Dialect, type Driver, type QueryResult } from 'kysely'
 
 export type Prepared<R> = (db: Kysely<any>, parameters: readonly unknown[]) => Promise<QueryResult<R>>
 
@@ -10,11 +10,13 @@ export type Prepared<R> = (db: Kysely<any>, parameters: readonly unknown[]) => P
 export function prepare<R> (query: Compilable<R>): Prepared<R> {
   const compiled = query.compile()
   HOT_STATEMENTS.add(compiled.sql)
+  const write = !SelectQueryNode.is(compiled.query)
   return async (db, parameters) =>
-    (await DIRECT.get(db)?.(compiled.sql, parameters) as QueryResult<R> | undefined) ?? await db.executeQuery<R>({ ...compiled, parameters })
+    (await DIRECT.get(db)?.(compiled.sql, parameters, write) as QueryResult<R> | undefined) ?? await db.executeQuery<R>({ ...compiled, parameters })
 }
 
-type DirectRunner = (sql: string, parameters: readonly unknown[]) => Promise<QueryResult<unknown> | undefined>
+/** Runs a prepared statement (`write`: not a SELECT), or resolves to undefined to go through Kysely. */
+type DirectRunner = (sql: string, parameters: readonly unknown[], write: boolean) => Promise<QueryResult<unknown> | undefined>
 const DIRECT = new WeakMap<Kysely<any>, DirectRunner>()
 
 /**
@@ -31,3 +33,71 @@ export function runDirectly (db: Kysely<any>, run: DirectRunner): void {
  * of changed columns), which a driver may keep prepared on the server.
  */
 export const HOT_STATEMENTS = new Set<string>()
+
+/** A prepared write held back: its SQL and parameters. */
+export type HeldWrite = readonly [sql: string, parameters: readonly unknown[]]
+
+/** A database that can make held writes together, in one transaction of its own. */
+export interface WriteHolder {
+  /** Whether `commit` can run now; when not, the caller uses an ordinary transaction. */
+  available(): boolean
+  /**
+   * Makes `writes` in order, in one transaction: true once committed; false, with nothing
+   * written, when one of them changed no row. Throws (nothing written) when one fails.
+   */
+  commit(writes: readonly HeldWrite[]): Promise<boolean>
+}
+
+const HOLDERS = new WeakMap<Kysely<any>, WriteHolder>()
+
+/** Says that `db` can make held writes (see WriteHolder). Used by the SQLite driver, for its thread. */
+export function holdWritesOn (db: Kysely<any>, holder: WriteHolder): void {
+  HOLDERS.set(db, holder)
+}
+
+export function writeHolder (db: Kysely<any>): WriteHolder | undefined {
+  return HOLDERS.get(db)
+}
+
+/** Refuses every query that is not a prepared one: on a recording stand-in, nothing else may run. */
+async function refuse (): Promise<never> {
+  throw new Error('only prepared statements run while writes are held back')
+}
+const refusing: Driver = {
+  init: refuse,
+  acquireConnection: refuse,
+  beginTransaction: refuse,
+  commitTransaction: refuse,
+  rollbackTransaction: refuse,
+  releaseConnection: refuse,
+  destroy: refuse
+}
+const REFUSING_DIALECT: Dialect = {
+  createAdapter: () => new SqliteAdapter(),
+  createDriver: () => refusing,
+  createQueryCompiler: () => new SqliteQueryCompiler(),
+  createIntrospector: (kysely) => new SqliteIntrospector(kysely)
+}
+let refusingBase: Kysely<any> | undefined
+
+/**
+ * A stand-in for `db` on which prepared reads run on `db` at once, and prepared writes are only
+ * recorded, in order, in `writes`, each answering as if it had changed (and returned) one row.
+ * Any other query on it fails.
+ */
+export function recordingWrites (db: Kysely<any>): { db: Kysely<any>, writes: HeldWrite[] } {
+  refusingBase ??= new Kysely({ dialect: REFUSING_DIALECT })
+  // A Kysely of its own (it costs well under a microsecond), so that DIRECT finds this recording.
+  const stand = refusingBase.withoutPlugins()
+  const writes: HeldWrite[] = []
+  const direct = DIRECT.get(db)
+  DIRECT.set(stand, async (sql, parameters, write) => {
+    if (write) {
+      writes.push([sql, parameters])
+      // At once: one row changed, and one returned (with no columns).
+      return { numAffectedRows: 1n, rows: [{}] }
+    }
+    return await direct?.(sql, parameters, false) ?? await db.executeQuery(CompiledQuery.raw(sql, [...parameters]))
+  })
+  return { db: stand, writes }
+}

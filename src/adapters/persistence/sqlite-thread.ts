@@ -2,6 +2,7 @@ import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
 import type { QueryResult } from 'kysely'
 import { SQLITE_THREAD_STOPPED } from './database-errors.js'
+import type { HeldWrite } from './prepared.js'
 import { EVAL_WORKER } from './sqlite-checkpointer.js'
 
 /** The kinds of the thread's answers: an answer's second element, after the message's id. */
@@ -10,20 +11,29 @@ const RUN = 1
 const FAILED = 2
 const CLOSED = 3
 
+/** The statement numbers that are not statements: close, and a transaction of several. */
+const CLOSE = -1
+const TRANSACTION = -2
+
 // A CommonJS script, so it runs the same from the compiled package and from the TypeScript tests.
 // It answers every message, in the order received, with the statement's result or its error.
 // Messages and answers are arrays, the least for the structured clone to copy: a statement is
 // known by a number, its SQL sent with the first use only, and rows come as arrays of values,
-// with the column names in the first answer of each statement.
+// with the column names in the first answer of each statement. A transaction comes as one
+// message: its statements, each as [number, parameters, SQL?], made in order between BEGIN
+// IMMEDIATE and COMMIT, or rolled back at the first that changes no row (answered as 0 changes).
 const WORKER_SOURCE = `
 const { workerData, parentPort } = require('node:worker_threads')
 const Database = require(workerData.betterSqlite3)
 const failure = (error) => ({ name: String(error && error.name), message: String(error && error.message), code: error && error.code })
-let db
+let db, begin, commit, rollback
 try {
   // Never a database of its own: a file removed under the event loop's connection stays removed.
   db = new Database(workerData.filename, { fileMustExist: true })
   for (const pragma of workerData.pragmas) db.pragma(pragma)
+  begin = db.prepare('begin immediate')
+  commit = db.prepare('commit')
+  rollback = db.prepare('rollback')
   parentPort.postMessage({})
 } catch (error) {
   if (db !== undefined) db.close()
@@ -35,28 +45,59 @@ try {
 let sqls = []
 let statements = []
 let namesSent = []
+const learn = (number, sql) => {
+  if (sql === undefined) return
+  if (number === 0) {
+    sqls = []
+    statements = []
+    namesSent = []
+  }
+  sqls[number] = sql
+}
+const prepared = (number) => {
+  let statement = statements[number]
+  if (statement === undefined) {
+    statement = db.prepare(sqls[number])
+    if (statement.reader) statement.raw(true)
+    statements[number] = statement
+  }
+  return statement
+}
+const transaction = (id, writes) => {
+  // Every SQL first: one not reached below must still be known by its number next time.
+  for (const [number, , sql] of writes) learn(number, sql)
+  try {
+    begin.run()
+    let changed = 1
+    for (const [number, parameters] of writes) {
+      const statement = prepared(number)
+      if ((statement.reader ? statement.all(parameters).length : statement.run(parameters).changes) === 0) {
+        changed = 0
+        break
+      }
+    }
+    if (changed === 1) commit.run()
+    else rollback.run()
+    parentPort.postMessage([id, ${RUN}, changed, 0])
+  } catch (error) {
+    if (db.inTransaction) rollback.run()
+    parentPort.postMessage([id, ${FAILED}, failure(error)])
+  }
+}
 parentPort.on('message', ([id, number, parameters, sql]) => {
-  if (number < 0) {
+  if (number === ${CLOSE}) {
     db.close()
     parentPort.postMessage([id, ${CLOSED}])
     parentPort.close()
     return
   }
-  if (sql !== undefined) {
-    if (number === 0) {
-      sqls = []
-      statements = []
-      namesSent = []
-    }
-    sqls[number] = sql
+  if (number === ${TRANSACTION}) {
+    transaction(id, parameters)
+    return
   }
+  learn(number, sql)
   try {
-    let statement = statements[number]
-    if (statement === undefined) {
-      statement = db.prepare(sqls[number])
-      if (statement.reader) statement.raw(true)
-      statements[number] = statement
-    }
+    const statement = prepared(number)
     if (!statement.reader) {
       const { changes, lastInsertRowid } = statement.run(parameters)
       parentPort.postMessage([id, ${RUN}, changes, lastInsertRowid])
@@ -107,6 +148,8 @@ function asObjects (rows: unknown[][], columns: string[]): Array<Record<string, 
  * CPU in all, not only less of the event loop's. Transactions stay on the event loop's
  * connection: each of their statements waits for the one before, and a round trip to a thread
  * for each would hold SQLite's write lock, and every writer behind it, several times as long.
+ * Only a transaction whose writes are all known before it begins comes here, as one message
+ * (see `transaction`).
  */
 export class SqliteThread {
   readonly #worker: Worker
@@ -177,15 +220,45 @@ export class SqliteThread {
     return await answer
   }
 
+  /**
+   * Makes `writes` in order in one transaction on the thread (BEGIN IMMEDIATE): true once
+   * committed; false, with nothing written, when one changed no row. Rejects, with nothing
+   * written, when one fails, or when BEGIN finds another connection writing (SQLITE_BUSY).
+   */
+  async transaction (writes: readonly HeldWrite[]): Promise<boolean> {
+    if (this.#stopped !== undefined) throw this.#stopped
+    const fresh = new Map<string, Registered>()
+    for (const [sql] of writes) if (!this.#statements.has(sql)) fresh.set(sql, { number: -1 })
+    // Numbered as `run` numbers them, from 0 again if they would overflow the cache.
+    if (this.#statements.size + fresh.size > this.#cacheSize) {
+      this.#statements.clear()
+      for (const [sql] of writes) fresh.set(sql, { number: -1 })
+    }
+    let next = this.#statements.size
+    const entries = writes.map(([sql, parameters]) => {
+      const known = this.#statements.get(sql)
+      if (known !== undefined) return [known.number, parameters]
+      const added = fresh.get(sql) as Registered
+      // Its SQL goes with its first entry only.
+      if (added.number >= 0) return [added.number, parameters]
+      added.number = next++
+      return [added.number, parameters, sql]
+    })
+    const answer = this.#send(undefined, TRANSACTION, entries)
+    // Only once sent, as in `run`.
+    for (const [sql, statement] of fresh) this.#statements.set(sql, statement)
+    return (await answer).numAffectedRows === 1n
+  }
+
   /** Closes the connection after the statements already sent, and ends the thread. */
   async close (): Promise<void> {
     if (this.#stopped !== undefined) return
-    const closed = this.#send(undefined, -1)
+    const closed = this.#send(undefined, CLOSE)
     this.#stopped = new TypeError('The database connection is not open')
     await closed
   }
 
-  /** Sends a statement's number (-1: close) and what it needs; throws at once for a parameter that cannot cross threads. */
+  /** Sends a statement's number (or CLOSE, or TRANSACTION) and what it needs; throws at once for a parameter that cannot cross threads. */
   #send<R> (statement: Registered | undefined, number: number, parameters?: readonly unknown[], sql?: string): Promise<QueryResult<R>> {
     const id = this.#next
     this.#worker.postMessage(sql === undefined ? [id, number, parameters] : [id, number, parameters, sql])

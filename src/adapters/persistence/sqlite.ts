@@ -6,7 +6,7 @@ import {
   type DatabaseConnection, type Dialect, type Driver, type QueryResult
 } from 'kysely'
 import { isSqliteBusy, SQLITE_LOCK_TIMEOUT } from './database-errors.js'
-import { runDirectly } from './prepared.js'
+import { holdWritesOn, runDirectly, type HeldWrite } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js'
 import { SqliteThread } from './sqlite-thread.js'
@@ -183,6 +183,22 @@ class SqliteDriver implements Driver {
     }
   }
 
+  /** Whether held writes can go to the SQLite thread now (see commitHeld). */
+  canHold (): boolean {
+    return this.#thread?.open === true && this.#replacing === undefined
+  }
+
+  /**
+   * Makes held writes in one transaction on the SQLite thread (see SqliteThread.transaction):
+   * back to back there, where a transaction on the event loop's connection holds the write lock
+   * across turns of the event loop and meets the thread's writes. False, with nothing written,
+   * when there is no thread to take them.
+   */
+  async commitHeld (writes: readonly HeldWrite[]): Promise<boolean> {
+    if (!this.canHold()) return false
+    return await (this.#thread as SqliteThread).transaction(writes)
+  }
+
   /**
    * The holder of the connection waits for another process's lock: the connection goes to the
    * requests queued behind it meanwhile (reads need no lock in WAL mode), and comes back after
@@ -282,5 +298,6 @@ export async function openSqlite (filename: string, options: SqliteOptions): Pro
   }
   const kysely = new Kysely<DatabaseSchema>({ dialect })
   runDirectly(kysely, driver.runNow.bind(driver))
+  holdWritesOn(kysely, { available: () => driver.canHold(), commit: async (writes) => await driver.commitHeld(writes) })
   return kysely
 }
