@@ -20,8 +20,9 @@ export interface IdempotentRequest {
  * `work` makes the change and the response inside one transaction, every write of it guarded by
  * what it read (see `Transactor.guardedTransaction`), as the use cases' are. `storedFailure`
  * says which thrown errors are answers to keep (a 404, a 409 ...): those are stored and
- * rethrown; any other error releases the key, so the client may retry. Throws `IdempotencyKeyReusedError` for a
- * different request under the same key, `IdempotencyInProgressError` while the first still runs.
+ * rethrown; any other error releases the key, so the client may retry. Throws
+ * `IdempotencyKeyReusedError` for a different request under the same key,
+ * `IdempotencyInProgressError` while the first still runs.
  */
 export function idempotent ({ transactor, store, clock }: { transactor: Transactor, store: IdempotencyStore, clock: Clock }) {
   /** Claims the key (returning the claim's `lockedUntil`), or returns the stored response to replay. */

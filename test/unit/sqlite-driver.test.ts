@@ -123,14 +123,23 @@ t.test('a statement whose parameters cannot cross to the SQLite thread fails, an
   t.match(await persistence.users.findByUserId('app', 'ada'), { userId: 'ada' })
 })
 
-t.test('the SQLite thread knows statements by number: past its cache it forgets them all and numbers again; one that failed to prepare is prepared at its next use', async (t) => {
-  const file = join(folder(t), 'numbers.db')
+/**
+ * A file whose table `a` is made by `schema` on a connection of the event loop's thread (`other`),
+ * and a SQLite thread on it keeping `cacheSize` statements. Both closed at the end of `t`.
+ */
+async function threadBeside (t: Test, schema: string, cacheSize: number, pragmas: string[] = []): Promise<{ other: BetterSqlite3.Database, thread: SqliteThread }> {
+  const file = join(folder(t), 'thread.db')
   const other = new BetterSqlite3(file)
   t.teardown(() => other.close())
   other.pragma('journal_mode = WAL')
-  other.exec("create table a (x integer, y text); insert into a values (1, 'one')")
-  const thread = await SqliteThread.open(file, [], 2, () => {})
+  other.exec(schema)
+  const thread = await SqliteThread.open(file, pragmas, cacheSize, () => {})
   t.teardown(async () => await thread.close())
+  return { other, thread }
+}
+
+t.test('the SQLite thread knows statements by number: past its cache it forgets them all and numbers again; one that failed to prepare is prepared at its next use', async (t) => {
+  const { other, thread } = await threadBeside(t, "create table a (x integer, y text); insert into a values (1, 'one')", 2)
 
   // Three statements through a cache of two: each round numbers them again from 0. Their rows
   // are what the same statements give on a connection of the event loop's thread.
@@ -166,13 +175,7 @@ t.test('the SQLite thread knows statements by number: past its cache it forgets 
 })
 
 t.test('the SQLite thread makes a transaction\'s writes in one message: all or none, refused at the first that changes no row', async (t) => {
-  const file = join(folder(t), 'transactions.db')
-  const other = new BetterSqlite3(file)
-  t.teardown(() => other.close())
-  other.pragma('journal_mode = WAL')
-  other.exec("create table a (x integer primary key, y text); insert into a values (1, 'one')")
-  const thread = await SqliteThread.open(file, ['busy_timeout = 0'], 3, () => {})
-  t.teardown(async () => await thread.close())
+  const { other, thread } = await threadBeside(t, "create table a (x integer primary key, y text); insert into a values (1, 'one')", 3, ['busy_timeout = 0'])
   const rows = (): unknown[] => other.prepare('select x, y from a order by x').all()
   const insert = 'insert into a values (?, ?) returning x'
   const rename = 'update a set y = ? where x = ?'

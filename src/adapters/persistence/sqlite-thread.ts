@@ -227,21 +227,16 @@ export class SqliteThread {
    */
   async transaction (writes: readonly HeldWrite[]): Promise<boolean> {
     if (this.#stopped !== undefined) throw this.#stopped
+    // Numbered as `run` numbers them, from 0 again if the new ones would overflow the cache.
+    const unknown = new Set(writes.map(([sql]) => sql).filter((sql) => !this.#statements.has(sql)))
+    if (this.#statements.size + unknown.size > this.#cacheSize) this.#statements.clear()
     const fresh = new Map<string, Registered>()
-    for (const [sql] of writes) if (!this.#statements.has(sql)) fresh.set(sql, { number: -1 })
-    // Numbered as `run` numbers them, from 0 again if they would overflow the cache.
-    if (this.#statements.size + fresh.size > this.#cacheSize) {
-      this.#statements.clear()
-      for (const [sql] of writes) fresh.set(sql, { number: -1 })
-    }
-    let next = this.#statements.size
     const entries = writes.map(([sql, parameters]) => {
-      const known = this.#statements.get(sql)
-      if (known !== undefined) return [known.number, parameters]
-      const added = fresh.get(sql) as Registered
-      // Its SQL goes with its first entry only.
-      if (added.number >= 0) return [added.number, parameters]
-      added.number = next++
+      // A statement's SQL goes with its first entry only.
+      const statement = this.#statements.get(sql) ?? fresh.get(sql)
+      if (statement !== undefined) return [statement.number, parameters]
+      const added = { number: this.#statements.size + fresh.size }
+      fresh.set(sql, added)
       return [added.number, parameters, sql]
     })
     const answer = this.#send(undefined, TRANSACTION, entries)
