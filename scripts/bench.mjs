@@ -126,13 +126,13 @@ function issueTargets (results) {
 
 /**
  * A row's load on random users among the seeded ones; for a PUT, a body that no other request of
- * the run and no seeded user has (a real write every time: a body the user has already would
+ * the row and no seeded user has (a real write every time: a body the user has already would
  * change nothing). Returns `perConnection` requests for one connection to `host`, rendered as
  * autocannon renders them.
  */
-let written = 0
 function userLoad (method, users, apiKey) {
   const headers = `authorization: Bearer ${apiKey}\r\ncontent-type: application/json`
+  let written = 0
   return (perConnection, host) => Array.from({ length: perConnection }, () => {
     const head = `${method} /users/u${Math.floor(Math.random() * users)} HTTP/1.1\r\nHost: ${host}\r\nConnection: keep-alive\r\n${headers}`
     if (method !== 'PUT') return Buffer.from(`${head}\r\n\r\n`)
