@@ -174,10 +174,11 @@ async function load (row, seconds) {
     const perConnection = Math.ceil(1.5 * row.rps * seconds / CONNECTIONS) + 100
     options.setupClient = (client) => {
       handOver(client, row.prepare(perConnection, host))
-      let answered = 0
-      // Emitted before the client takes its next request, which is then the second of the new.
-      client.on('response', () => {
-        if (++answered % perConnection === 0) handOver(client, row.prepare(perConnection + 1, host))
+      let sent = 0
+      // Emitted for each request about to be sent (a reconnection sends one too), before the
+      // client moves to its next one: after a hand-over, the second of the new.
+      client.on('request', () => {
+        if (++sent > perConnection && (sent - 1) % perConnection === 0) handOver(client, row.prepare(perConnection + 1, host))
       })
     }
   }
