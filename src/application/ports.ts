@@ -95,7 +95,9 @@ export interface Transactor {
    * one transaction with no round trip between them. A held write answers at once, as having
    * changed one row, so `work` must not use what a write returns, nor read back what it wrote.
    * If any is refused or fails at the end, none is made, and `work` runs again in a
-   * `transaction`; so does any failure of `work` itself, whose error is then the answer.
+   * `transaction`; so does any failure of `work` itself, whose error is then the answer. Only
+   * when the database cannot tell whether they were made (its connection lost once the commit
+   * was sent) is that error the answer, and `work` not run again.
    * Optional: a transactor without it serves such work with `transaction`.
    */
   guardedTransaction?<T>(work: (uow: UnitOfWork) => Promise<T>): Promise<T>

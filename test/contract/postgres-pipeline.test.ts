@@ -3,7 +3,10 @@ import { sql } from 'kysely'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
-import { PostgresPipeline } from '../../src/adapters/persistence/postgres-pipeline.js'
+import { heldOutcome, PostgresPipeline } from '../../src/adapters/persistence/postgres-pipeline.js'
+import { HeldWritesInDoubt } from '../../src/adapters/persistence/prepared.js'
+import type { User } from '../../src/domain/user.js'
+import { UserIdTakenError } from '../../src/domain/errors.js'
 import { postgresOrSkip } from '../helpers/databases.js'
 import { freshClient, runHotStatements } from '../helpers/fixtures.js'
 import { silenceableProxy } from '../helpers/silenceable-proxy.js'
@@ -33,6 +36,27 @@ async function adminClient (t: Test, connectionString: string): Promise<pg.Clien
 }
 
 const UNAVAILABLE = { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' }
+
+t.test('the answers to held writes sent together: committed, refused, failed, or in doubt', async (t) => {
+  const ok = (command: string): PromiseSettledResult<pg.QueryResult> => ({ status: 'fulfilled', value: { command } as pg.QueryResult })
+  const refusedBy = (code: string, severity = 'ERROR'): PromiseRejectedResult => ({ status: 'rejected', reason: Object.assign(new pg.DatabaseError('refused', 0, 'error'), { code, severity }) })
+  const lost = (): PromiseRejectedResult => ({ status: 'rejected', reason: new Error('Connection terminated unexpectedly') })
+  const aborted = refusedBy('25P02')
+  t.equal(heldOutcome([ok('BEGIN'), ok('SELECT'), ok('SELECT'), ok('COMMIT')]), 'committed')
+  t.equal(heldOutcome([ok('BEGIN'), ok('SELECT'), refusedBy('22012'), ok('ROLLBACK')]), 'refused', 'a write that changed no row')
+  const unique = refusedBy('23505')
+  t.same(heldOutcome([ok('BEGIN'), unique, aborted, ok('ROLLBACK')]), { failed: unique.reason }, 'the first failure')
+  t.same(heldOutcome([ok('BEGIN'), refusedBy('55P03'), aborted, ok('ROLLBACK')]), { failed: refusedBy('55P03').reason })
+  const gone = lost()
+  t.same(heldOutcome([ok('BEGIN'), ok('SELECT'), gone, gone]), { inDoubt: gone.reason }, 'lost with the COMMIT sent')
+  t.same(heldOutcome([gone, gone, gone, gone]), { inDoubt: gone.reason }, 'no answer at all: the server may have had them all')
+  const shutdown = refusedBy('57P01', 'FATAL')
+  t.same(heldOutcome([ok('BEGIN'), ok('SELECT'), shutdown]), { inDoubt: shutdown.reason }, 'the session ended at the COMMIT')
+  t.same(heldOutcome([ok('BEGIN'), unique, gone]), { failed: unique.reason }, 'a write refused before the connection was lost: rolled back')
+  t.same(heldOutcome([ok('BEGIN'), shutdown, gone]), { failed: shutdown.reason }, 'the session ended before the COMMIT')
+  const deferred = refusedBy('23503')
+  t.same(heldOutcome([ok('BEGIN'), ok('SELECT'), deferred]), { failed: deferred.reason }, 'the COMMIT itself refused')
+})
 
 if (postgres !== undefined) {
   t.test('statements outside transactions go out on one pipelined connection, prepared there; transactions use the pool', async (t) => {
@@ -229,5 +253,119 @@ if (postgres !== undefined) {
     release()
     await pipeline.close()
     t.equal(pipeline.open, false, 'the attempt that got through after the close was ended')
+  })
+
+  t.test('held writes go out together on the pipelined connection, in one transaction: all made, or none', async (t) => {
+    const url = await postgres.fresh(t)
+    const persistence = await openPersistence({ databaseUrl: url })
+    t.teardown(async () => await persistence.close())
+    await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
+    await persistence.users.insert(sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' }))
+    await persistence.users.insert(sampleUser({ appId: 'app_1', klaimId: 'k2', userId: 'bob', email: 'bob@example.com' }))
+    const pipeline = new PostgresPipeline({ connectionString: url }, (error) => { throw error })
+    t.teardown(async () => await pipeline.close())
+    const rename = 'update users set name = $1 where user_id = $2'
+    const held = (text: string, values: unknown[]): { name: string, text: string, values: unknown[] } => ({ name: `test_${text.length}`, text, values })
+    const names = async (): Promise<unknown[]> => (await persistence.db.selectFrom('users').select(['user_id', 'name']).orderBy('user_id').execute()).map((row) => row.name)
+
+    t.equal(await pipeline.transaction([held(rename, ['Ada', 'ada']), held(rename, ['Bob', 'bob'])]), true)
+    t.same(await names(), ['Ada', 'Bob'])
+    t.equal(await pipeline.transaction([held(rename, ['Ada 2', 'ada']), held(rename, ['Nobody', 'nobody'])]), false, 'one changed no row')
+    t.same(await names(), ['Ada', 'Bob'], 'so neither was made')
+    await t.rejects(pipeline.transaction([held(rename, ['Ada 3', 'ada']), held('update users set user_id = $1 where user_id = $2', ['ada', 'bob'])]), { code: '23505' })
+    t.same(await names(), ['Ada', 'Bob'], 'one failed: neither was made')
+
+    // Another transaction holds a row lock one of them needs: after the pipelined connection's
+    // lock timeout they go the ordinary way, none made.
+    const locker = await adminClient(t, url)
+    await locker.query('begin')
+    await locker.query("select 1 from users where user_id = 'bob' for update")
+    t.equal(await pipeline.transaction([held(rename, ['Ada 4', 'ada']), held(rename, ['Bob 4', 'bob'])]), undefined)
+    t.same(pipeline.handedToPool, { lockWait: 1, noConnection: 0, notPrepared: 0 })
+    await locker.query('commit')
+    t.same(await names(), ['Ada', 'Bob'])
+
+    // A write with its own RETURNING; and the connection goes on as before.
+    const insertApp = 'insert into apps (id, name, created_at) values ($1, $2, $3) on conflict do nothing returning id'
+    t.equal(await pipeline.transaction([held(insertApp, ['app_2', 'two', 2]), held(rename, ['Ada 5', 'ada'])]), true)
+    t.equal(await pipeline.transaction([held(insertApp, ['app_2', 'two', 2])]), false, 'the conflict inserted nothing')
+    t.match(await pipeline.run('test_read', 'select name from users where user_id = $1', ['ada']), { rows: [{ name: 'Ada 5' }] })
+  })
+
+  t.test('a guarded transaction on PostgreSQL: its writes go out together on the pipelined connection; anything amiss, and it runs again on the pool', async (t) => {
+    const seen = pipelinedClients(t)
+    const url = await postgres.fresh(t)
+    const persistence = await openPersistence({ databaseUrl: url })
+    t.teardown(async () => await persistence.close())
+    const { transactor, users } = persistence
+    await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
+    await users.insert(sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' }))
+    const guarded = transactor.guardedTransaction
+    if (guarded === undefined) throw new Error('PostgreSQL has guarded transactions')
+    let n = 0
+    const another = (): User => sampleUser({ appId: 'app_1', userId: `u${++n}`, klaimId: `k${n + 1}`, email: `u${n}@example.com` })
+    const exists = async (user: User): Promise<boolean> => await users.findByUserId('app_1', user.userId) !== undefined
+    const connect = pg.Pool.prototype.connect
+    let pooled = 0
+    pg.Pool.prototype.connect = function (this: pg.Pool, ...args: unknown[]) {
+      pooled++
+      return (connect as (...a: unknown[]) => unknown).apply(this, args)
+    } as typeof connect
+    t.teardown(() => { pg.Pool.prototype.connect = connect })
+
+    // Read, then two writes: held back, then sent together on the pipelined connection.
+    let runs = 0
+    const first = another()
+    await guarded(async (uow) => {
+      runs++
+      const current = await uow.users.findByUserId('app_1', 'ada') as User
+      await uow.users.update({ ...current, name: 'Ada', version: current.version + 1 }, current)
+      await uow.users.insert(first)
+    })
+    t.equal(runs, 1)
+    t.equal(pooled, 0, 'no pooled connection')
+    t.equal(seen.size, 1, 'one pipelined connection')
+    t.match(await users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 })
+    t.ok(await exists(first))
+
+    // What it read changes before its writes are made: they are refused, all of them, and it
+    // runs again in an ordinary transaction, on the pool, which reads the new row.
+    runs = 0
+    const lost = another()
+    const kept = another()
+    await guarded(async (uow) => {
+      runs++
+      const current = await uow.users.findByUserId('app_1', 'ada') as User
+      if (runs === 1) await users.update({ ...current, metadata: { by: 'another' }, version: current.version + 1 }, current)
+      await uow.users.insert(runs === 1 ? lost : kept)
+      await uow.users.update({ ...current, name: `Ada ${runs}`, version: current.version + 1 }, current)
+    })
+    t.equal(runs, 2)
+    t.equal(pooled, 1, 'the second run on the pool')
+    t.match(await users.findByUserId('app_1', 'ada'), { name: 'Ada 2', metadata: { by: 'another' }, version: 4 })
+    t.notOk(await exists(lost), 'the refused run\'s insert was undone')
+    t.ok(await exists(kept))
+
+    // A failure: the ordinary transaction runs it again, and its error is the answer; nothing lands.
+    runs = 0
+    const failed = another()
+    await t.rejects(guarded(async (uow) => {
+      runs++
+      await uow.users.insert(failed)
+      await uow.users.insert({ ...another(), userId: 'ada' })
+    }), UserIdTakenError)
+    t.equal(runs, 2)
+    t.notOk(await exists(failed))
+
+    // The connection lost with the COMMIT sent: they may have been made, so it is not run again.
+    const transaction = PostgresPipeline.prototype.transaction
+    PostgresPipeline.prototype.transaction = async () => { throw new HeldWritesInDoubt(new Error('Connection terminated unexpectedly')) }
+    t.teardown(() => { PostgresPipeline.prototype.transaction = transaction })
+    runs = 0
+    await t.rejects(guarded(async (uow) => {
+      runs++
+      await uow.users.insert(another())
+    }), HeldWritesInDoubt)
+    t.equal(runs, 1)
   })
 }

@@ -3,7 +3,7 @@ import type { Transactor, UnitOfWork } from '../../application/ports.js'
 import { isRetryable } from './database-errors.js'
 import { kyselyIdempotencyStore, type IdempotencyQueries } from './kysely-idempotency-store.js'
 import { kyselyUserRepository, type UserQueries } from './kysely-user-repository.js'
-import { recordingWrites, writeHolder } from './prepared.js'
+import { HeldWritesInDoubt, recordingWrites, writeHolder } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 
 const MAX_ATTEMPTS = 10
@@ -43,9 +43,10 @@ export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: Queries):
   return {
     transaction,
     optimistic: async (work) => await retried(MAX_OPTIMISTIC_ATTEMPTS, async () => await work(outside)),
-    // SQLite with its thread: `work` runs with its writes held back, and they go to the thread
-    // in one message, made there in one transaction. Any failure, a refused write included, and
-    // the ordinary transaction runs `work` again, which reads under its lock and answers it.
+    // SQLite with its thread, PostgreSQL with its pipelined connection: `work` runs with its
+    // writes held back, and they go there together, made in one transaction. Any failure, a
+    // refused write included, and the ordinary transaction runs `work` again, which reads under
+    // its lock and answers it; but not writes that may have been made.
     guardedTransaction: holder === undefined
       ? transaction
       : async (work) => {
@@ -54,7 +55,9 @@ export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: Queries):
           try {
             const made = await work(unitOfWork(recording.db, queries, false))
             if (await holder.commit(recording.writes)) return made
-          } catch {}
+          } catch (error) {
+            if (error instanceof HeldWritesInDoubt) throw error
+          }
         }
         return await transaction(work)
       }

@@ -2,6 +2,7 @@ import type { QueryResult } from 'kysely'
 import pg from 'pg'
 import { endsPostgresSession } from './database-errors.js'
 import type { PipelineGauges } from './open-persistence.js'
+import { HeldWritesInDoubt } from './prepared.js'
 
 /**
  * How long a statement on the pipeline waits for a row lock (a transaction's `FOR UPDATE`, an
@@ -12,6 +13,34 @@ import type { PipelineGauges } from './open-persistence.js'
 const PIPELINE_LOCK_TIMEOUT_MS = 25
 /** After a failed attempt to connect, the least time before the next one (by default). */
 const RECONNECT_AFTER_MS = 1000
+
+/** division_by_zero: how a held write that changed no row fails (see `failingOnNoRow`). */
+const NO_ROW = '22012'
+
+/**
+ * A write (an INSERT, UPDATE or DELETE) as a statement that fails, division_by_zero, when it
+ * changes no row: in a transaction, that rolls back the writes before it and skips the rest.
+ */
+export function failingOnNoRow (text: string): string {
+  return `with held as (${text}${/\breturning\b/i.test(text) ? '' : ' returning 1'}) select 1 / count(*) from held`
+}
+
+/**
+ * What the answers to BEGIN, held writes and COMMIT, sent together, say: committed; rolled back
+ * because a write changed no row (`refused`) or failed (`failed`, the first failure: the
+ * statements after it failed for it); or perhaps committed (`inDoubt`): no statement before
+ * the COMMIT was refused by the server, and the COMMIT got no answer but a lost connection or
+ * an ended session.
+ */
+export function heldOutcome (answers: ReadonlyArray<PromiseSettledResult<pg.QueryResult>>): 'committed' | 'refused' | { failed: unknown } | { inDoubt: unknown } {
+  const commit = answers[answers.length - 1]
+  if (commit?.status === 'fulfilled' && commit.value.command === 'COMMIT') return 'committed'
+  const failed = answers.find((answer): answer is PromiseRejectedResult => answer.status === 'rejected')
+  const refusedBefore = failed !== undefined && failed !== commit && failed.reason instanceof pg.DatabaseError
+  if (!refusedBefore && commit?.status === 'rejected' && (!(commit.reason instanceof pg.DatabaseError) || endsPostgresSession(commit.reason))) return { inDoubt: commit.reason }
+  if (failed === undefined || (failed.reason as { code?: unknown }).code === NO_ROW) return 'refused'
+  return { failed: failed.reason }
+}
 
 /**
  * One PostgreSQL connection in pg's pipeline mode, for the prepared statements that run outside
@@ -54,42 +83,48 @@ export class PostgresPipeline implements PipelineGauges {
   }
 
   async run (name: string, text: string, values: readonly unknown[]): Promise<QueryResult<unknown> | undefined> {
-    let client = this.#client
-    if (client === undefined) {
-      // #connect never rejects: a failure resolves to undefined.
-      if (this.#failing) this.#connect().catch(() => {})
-      else client = await this.#connect()
-    }
-    if (client === undefined) {
-      this.handedToPool.noConnection++
-      return undefined
-    }
+    const client = await this.#connection()
+    if (client === undefined) return undefined
     let result: pg.QueryResult
     try {
       result = await client.query({ name, text, values: values as unknown[] })
     } catch (error) {
-      const code = (error as { code?: unknown }).code
-      // lock_not_available: the pool waits longer.
-      if (code === '55P03') {
-        this.handedToPool.lockWait++
-        return undefined
-      }
-      // The statement's Parse failed (its first use on this connection, say, waiting for a
-      // migration's lock), and this one was sent behind it without a Parse of its own, as pg
-      // counts the statement as sent: "does not exist". Or it was sent with one while another
-      // Parse of it was under way: "already exists". Either way it never ran.
-      if (code === '26000' || code === '42P05') {
-        this.handedToPool.notPrepared++
-        return undefined
-      }
-      // At once, before the next statement can be sent on it.
-      if (endsPostgresSession(error)) this.#drop(client, error as Error)
+      if (this.#forThePool(client, error)) return undefined
       throw error
     }
     const { command, rowCount, rows } = result
     // As Kysely's PostgreSQL driver answers.
     const counted = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE'
     return { numAffectedRows: counted ? BigInt(rowCount ?? 0) : undefined, rows: rows ?? [] }
+  }
+
+  /**
+   * Makes `writes` in order in one transaction, sent together (BEGIN, the writes, COMMIT) so
+   * that no other statement comes between them and no round trip holds their locks. Each is
+   * sent so that it fails when it changes no row (see `failingOnNoRow`), which rolls the
+   * transaction back. True once committed; false, with nothing written, when one changed no
+   * row; undefined, with nothing written, when they should go through the pool instead (as
+   * for `run`). Throws, with nothing written, when one fails; throws `HeldWritesInDoubt` when
+   * the connection was lost with the COMMIT sent.
+   */
+  async transaction (writes: ReadonlyArray<{ name: string, text: string, values: readonly unknown[] }>): Promise<boolean | undefined> {
+    const client = await this.#connection()
+    if (client === undefined) return undefined
+    // All sent before any answer, in this turn of the event loop: pg sends them in this order.
+    const sent = [
+      client.query('begin'),
+      ...writes.map(async ({ name, text, values }) => await client.query({ name: `${name}_held`, text: failingOnNoRow(text), values: values as unknown[] })),
+      client.query('commit')
+    ]
+    const outcome = heldOutcome(await Promise.allSettled(sent))
+    if (outcome === 'committed') return true
+    if (outcome === 'refused') return false
+    if ('inDoubt' in outcome) {
+      if (endsPostgresSession(outcome.inDoubt)) this.#drop(client, outcome.inDoubt as Error)
+      throw new HeldWritesInDoubt(outcome.inDoubt)
+    }
+    if (this.#forThePool(client, outcome.failed)) return undefined
+    throw outcome.failed
   }
 
   /** Waits for the statements sent, then ends the connection. */
@@ -99,6 +134,42 @@ export class PostgresPipeline implements PipelineGauges {
     const client = this.#client
     this.#client = undefined
     await client?.end()
+  }
+
+  /** The open connection, opened if need be; undefined, counted, when the pool must answer. */
+  async #connection (): Promise<pg.Client | undefined> {
+    let client = this.#client
+    if (client === undefined) {
+      // #connect never rejects: a failure resolves to undefined.
+      if (this.#failing) this.#connect().catch(() => {})
+      else client = await this.#connect()
+    }
+    if (client === undefined) this.handedToPool.noConnection++
+    return client
+  }
+
+  /**
+   * Whether a statement that failed with `error` never ran and should go through the pool
+   * (counted); a failure that ends the session also drops the connection, at once, before
+   * the next statement can be sent on it.
+   */
+  #forThePool (client: pg.Client, error: unknown): boolean {
+    const code = (error as { code?: unknown }).code
+    // lock_not_available: the pool waits longer.
+    if (code === '55P03') {
+      this.handedToPool.lockWait++
+      return true
+    }
+    // The statement's Parse failed (its first use on this connection, say, waiting for a
+    // migration's lock), and this one was sent behind it without a Parse of its own, as pg
+    // counts the statement as sent: "does not exist". Or it was sent with one while another
+    // Parse of it was under way: "already exists". Either way it never ran.
+    if (code === '26000' || code === '42P05') {
+      this.handedToPool.notPrepared++
+      return true
+    }
+    if (endsPostgresSession(error)) this.#drop(client, error as Error)
+    return false
   }
 
   /** The connection once open; undefined while none can be had (the pool answers meanwhile). */

@@ -3,7 +3,7 @@ import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import { endsPostgresSession } from './database-errors.js'
 import { PostgresPipeline } from './postgres-pipeline.js'
-import { HOT_STATEMENTS, runDirectly } from './prepared.js'
+import { HOT_STATEMENTS, holdWritesOn, runDirectly } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 
 const statementNames = new Map<string, string>()
@@ -118,6 +118,11 @@ export function openPostgres (connectionString: string, options: PostgresOptions
 
   const pipeline = new PostgresPipeline(config, options.onPoolError)
   runDirectly(db, async (text, values) => await pipeline.run(statementName(text), text, values))
+  // Held writes (see Transactor.guardedTransaction) go out together on it too, while it is open.
+  holdWritesOn(db, {
+    available: () => pipeline.open,
+    commit: async (writes) => await pipeline.transaction(writes.map(([text, values]) => ({ name: statementName(text), text, values }))) === true
+  })
   return {
     db,
     pool,

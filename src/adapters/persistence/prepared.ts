@@ -43,9 +43,23 @@ export interface WriteHolder {
   available(): boolean
   /**
    * Makes `writes` in order, in one transaction: true once committed; false, with nothing
-   * written, when one of them changed no row. Throws (nothing written) when one fails.
+   * written, when one of them changed no row (or they should go the ordinary way after all).
+   * Throws (nothing written) when one fails; throws `HeldWritesInDoubt` when it cannot tell.
    */
   commit(writes: readonly HeldWrite[]): Promise<boolean>
+}
+
+/**
+ * The connection was lost after the held writes' COMMIT was sent: they may have been made.
+ * Not to be run again; answered as the database being unavailable (its `code`, 08006, is
+ * PostgreSQL's connection_failure), so a client retries, with its Idempotency-Key.
+ */
+export class HeldWritesInDoubt extends Error {
+  readonly code = '08006'
+  constructor (cause: unknown) {
+    super('the connection was lost before the held writes\' COMMIT was answered', { cause })
+    this.name = 'HeldWritesInDoubt'
+  }
 }
 
 const HOLDERS = new WeakMap<Kysely<any>, WriteHolder>()
