@@ -5,11 +5,11 @@ import t, { type Test } from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { heldOutcome, PostgresPipeline } from '../../src/adapters/persistence/postgres-pipeline.js'
 import { HeldWritesInDoubt } from '../../src/adapters/persistence/prepared.js'
-import type { User } from '../../src/domain/user.js'
 import { UserIdTakenError } from '../../src/domain/errors.js'
 import { postgresOrSkip } from '../helpers/databases.js'
 import { freshClient, runHotStatements } from '../helpers/fixtures.js'
 import { silenceableProxy } from '../helpers/silenceable-proxy.js'
+import { guardedCases } from '../helpers/guarded.js'
 import { sampleUser } from '../helpers/users.js'
 
 const postgres = postgresOrSkip(t, 'the pipelined-connection tests')
@@ -297,14 +297,10 @@ if (postgres !== undefined) {
     const url = await postgres.fresh(t)
     const persistence = await openPersistence({ databaseUrl: url })
     t.teardown(async () => await persistence.close())
-    const { transactor, users } = persistence
     await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
-    await users.insert(sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' }))
-    const guarded = transactor.guardedTransaction
-    if (guarded === undefined) throw new Error('PostgreSQL has guarded transactions')
-    let n = 0
-    const another = (): User => sampleUser({ appId: 'app_1', userId: `u${++n}`, klaimId: `k${n + 1}`, email: `u${n}@example.com` })
-    const exists = async (user: User): Promise<boolean> => await users.findByUserId('app_1', user.userId) !== undefined
+    await persistence.users.insert(sampleUser({ appId: 'app_1', klaimId: 'k1', userId: 'ada' }))
+    const cases = guardedCases(persistence, 'app_1')
+    const { exists } = cases
     const connect = pg.Pool.prototype.connect
     let pooled = 0
     pg.Pool.prototype.connect = function (this: pg.Pool, ...args: unknown[]) {
@@ -314,57 +310,36 @@ if (postgres !== undefined) {
     t.teardown(() => { pg.Pool.prototype.connect = connect })
 
     // Read, then two writes: held back, then sent together on the pipelined connection.
-    let runs = 0
-    const first = another()
-    await guarded(async (uow) => {
-      runs++
-      const current = await uow.users.findByUserId('app_1', 'ada') as User
-      await uow.users.update({ ...current, name: 'Ada', version: current.version + 1 }, current)
-      await uow.users.insert(first)
-    })
-    t.equal(runs, 1)
+    const made = await cases.renameAndInsert()
+    t.equal(made.runs, 1)
     t.equal(pooled, 0, 'no pooled connection')
     t.equal(seen.size, 1, 'one pipelined connection')
-    t.match(await users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 })
-    t.ok(await exists(first))
+    t.match(await cases.ada(), { name: 'Ada', version: 2 })
+    t.ok(await exists(made.inserted))
 
     // What it read changes before its writes are made: they are refused, all of them, and it
     // runs again in an ordinary transaction, on the pool, which reads the new row.
-    runs = 0
-    const lost = another()
-    const kept = another()
-    await guarded(async (uow) => {
-      runs++
-      const current = await uow.users.findByUserId('app_1', 'ada') as User
-      if (runs === 1) await users.update({ ...current, metadata: { by: 'another' }, version: current.version + 1 }, current)
-      await uow.users.insert(runs === 1 ? lost : kept)
-      await uow.users.update({ ...current, name: `Ada ${runs}`, version: current.version + 1 }, current)
-    })
-    t.equal(runs, 2)
+    const stale = await cases.staleRead()
+    t.equal(stale.runs, 2)
     t.equal(pooled, 1, 'the second run on the pool')
-    t.match(await users.findByUserId('app_1', 'ada'), { name: 'Ada 2', metadata: { by: 'another' }, version: 4 })
-    t.notOk(await exists(lost), 'the refused run\'s insert was undone')
-    t.ok(await exists(kept))
+    t.match(await cases.ada(), { name: 'Ada 2', metadata: { by: 'another' }, version: 4 })
+    t.notOk(await exists(stale.lost), 'the refused run\'s insert was undone')
+    t.ok(await exists(stale.kept))
 
     // A failure: the ordinary transaction runs it again, and its error is the answer; nothing lands.
-    runs = 0
-    const failed = another()
-    await t.rejects(guarded(async (uow) => {
-      runs++
-      await uow.users.insert(failed)
-      await uow.users.insert({ ...another(), userId: 'ada' })
-    }), UserIdTakenError)
-    t.equal(runs, 2)
-    t.notOk(await exists(failed))
+    const failed = await cases.failing()
+    t.equal(failed.runs, 2)
+    t.type(failed.error, UserIdTakenError)
+    t.notOk(await exists(failed.inserted))
 
     // The connection lost with the COMMIT sent: they may have been made, so it is not run again.
     const transaction = PostgresPipeline.prototype.transaction
     PostgresPipeline.prototype.transaction = async () => { throw new HeldWritesInDoubt(new Error('Connection terminated unexpectedly')) }
     t.teardown(() => { PostgresPipeline.prototype.transaction = transaction })
-    runs = 0
-    await t.rejects(guarded(async (uow) => {
+    let runs = 0
+    await t.rejects(cases.guarded(async (uow) => {
       runs++
-      await uow.users.insert(another())
+      await uow.users.insert(cases.another())
     }), HeldWritesInDoubt)
     t.equal(runs, 1)
   })

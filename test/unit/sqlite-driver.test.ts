@@ -14,6 +14,7 @@ import { HOT_STATEMENTS } from '../../src/adapters/persistence/prepared.js'
 import { SqliteThread } from '../../src/adapters/persistence/sqlite-thread.js'
 import { UserIdTakenError } from '../../src/domain/errors.js'
 import type { User } from '../../src/domain/user.js'
+import { guardedCases } from '../helpers/guarded.js'
 import { sampleUser } from '../helpers/users.js'
 
 /** A folder of its own for the test, removed at its end. */
@@ -223,50 +224,35 @@ async function messagesDuring (action: () => Promise<unknown>): Promise<unknown[
 
 t.test('a guarded transaction on a file database: its writes go to the SQLite thread in one message; anything amiss, and it runs again as an ordinary transaction', async (t) => {
   const persistence = await openFile(t)
-  const { transactor, users } = persistence
+  const { users } = persistence
   await persistence.apps.insertApp({ appId: 'app', name: 'app', createdAt: 1 })
   const ada = sampleUser({ appId: 'app', userId: 'ada' })
   await users.insert(ada)
-  const guarded = transactor.guardedTransaction
-  if (guarded === undefined) throw new Error('a file database has guarded transactions')
-  let n = 0
-  const another = (): User => sampleUser({ appId: 'app', userId: `u${++n}`, klaimId: `k${n}`, email: `u${n}@example.com` })
-  const exists = async (user: User): Promise<boolean> => await users.findByUserId('app', user.userId) !== undefined
+  const cases = guardedCases(persistence, 'app')
+  const { guarded, another, exists } = cases
 
   // Read, then two writes: held back, then sent in one message, as one transaction.
-  let runs = 0
-  const first = another()
-  const sent = await messagesDuring(async () => await guarded(async (uow) => {
-    runs++
-    const current = await uow.users.findByUserId('app', 'ada') as User
-    await uow.users.update({ ...current, name: 'Ada', version: current.version + 1 }, current)
-    await uow.users.insert(first)
-  }))
-  t.equal(runs, 1)
+  let inserted: User | undefined
+  const sent = await messagesDuring(async () => {
+    const made = await cases.renameAndInsert()
+    t.equal(made.runs, 1)
+    inserted = made.inserted
+  })
   t.match(sent.filter((message) => message[1] === -2), [[Number, -2, [[Number, Array], [Number, Array]]]], 'one message with both writes')
-  t.match(await users.findByUserId('app', 'ada'), { name: 'Ada', version: 2 })
-  t.ok(await exists(first))
+  t.match(await cases.ada(), { name: 'Ada', version: 2 })
+  t.ok(await exists(inserted as User))
 
   // What it read changes before its writes are made: they are refused, all of them, and it runs
   // again in an ordinary transaction, which reads the new row.
-  runs = 0
-  const lost = another()
-  const kept = another()
-  await guarded(async (uow) => {
-    runs++
-    const current = await uow.users.findByUserId('app', 'ada') as User
-    if (runs === 1) await users.update({ ...current, metadata: { by: 'another' }, version: current.version + 1 }, current)
-    await uow.users.insert(runs === 1 ? lost : kept)
-    await uow.users.update({ ...current, name: `Ada ${runs}`, version: current.version + 1 }, current)
-  })
-  t.equal(runs, 2)
-  t.match(await users.findByUserId('app', 'ada'), { name: 'Ada 2', metadata: { by: 'another' }, version: 4 })
-  t.notOk(await exists(lost), 'the refused run\'s insert was undone')
-  t.ok(await exists(kept))
+  const stale = await cases.staleRead()
+  t.equal(stale.runs, 2)
+  t.match(await cases.ada(), { name: 'Ada 2', metadata: { by: 'another' }, version: 4 })
+  t.notOk(await exists(stale.lost), 'the refused run\'s insert was undone')
+  t.ok(await exists(stale.kept))
 
   // A query that is not a prepared one cannot be held: it fails there, and the ordinary
   // transaction runs it.
-  runs = 0
+  let runs = 0
   t.equal(await guarded(async (uow) => {
     runs++
     return await uow.idempotency.purgeExpired(0)
@@ -274,15 +260,10 @@ t.test('a guarded transaction on a file database: its writes go to the SQLite th
   t.equal(runs, 2)
 
   // A failure: the ordinary transaction runs it again, and its error is the answer; nothing lands.
-  runs = 0
-  const failed = another()
-  await t.rejects(guarded(async (uow) => {
-    runs++
-    await uow.users.insert(failed)
-    await uow.users.insert({ ...another(), userId: 'ada' })
-  }), UserIdTakenError)
-  t.equal(runs, 2)
-  t.notOk(await exists(failed))
+  const failed = await cases.failing()
+  t.equal(failed.runs, 2)
+  t.type(failed.error, UserIdTakenError)
+  t.notOk(await exists(failed.inserted))
 
   // The event loop's connection holds the write lock: the thread cannot begin, and the ordinary
   // transaction waits for the lock.

@@ -1,0 +1,65 @@
+import type { Persistence } from '../../src/adapters/persistence/open-persistence.js'
+import type { User } from '../../src/domain/user.js'
+import { sampleUser } from './users.js'
+
+/**
+ * The work every guarded transaction must get right (see `Transactor.guardedTransaction`), on
+ * `persistence` with the user `ada` of `appId` stored (version 1). Each case says how many times
+ * its work ran; the caller checks where its statements went.
+ */
+export function guardedCases (persistence: Persistence, appId: string) {
+  const { users } = persistence
+  const guarded = persistence.transactor.guardedTransaction
+  if (guarded === undefined) throw new Error('this database has guarded transactions')
+  let n = 0
+  const another = (): User => sampleUser({ appId, userId: `u${++n}`, klaimId: `k${n}_guarded`, email: `u${n}@example.com` })
+  const exists = async (user: User): Promise<boolean> => await users.findByUserId(appId, user.userId) !== undefined
+  const ada = async (): Promise<User | undefined> => await users.findByUserId(appId, 'ada')
+  return {
+    guarded,
+    another,
+    exists,
+    ada,
+    /** Reads ada, renames her `Ada` and inserts `inserted`: two writes, held back, made together. */
+    async renameAndInsert (): Promise<{ runs: number, inserted: User }> {
+      let runs = 0
+      const inserted = another()
+      await guarded(async (uow) => {
+        runs++
+        const current = await uow.users.findByUserId(appId, 'ada') as User
+        await uow.users.update({ ...current, name: 'Ada', version: current.version + 1 }, current)
+        await uow.users.insert(inserted)
+      })
+      return { runs, inserted }
+    },
+    /**
+     * The same, but ada changes (metadata `{ by: 'another' }`) between the first run's read and
+     * its writes: they are all refused, and the work runs again. `lost` is the first run's insert,
+     * `kept` the second's; ada is then `Ada 2`.
+     */
+    async staleRead (): Promise<{ runs: number, lost: User, kept: User }> {
+      let runs = 0
+      const lost = another()
+      const kept = another()
+      await guarded(async (uow) => {
+        runs++
+        const current = await uow.users.findByUserId(appId, 'ada') as User
+        if (runs === 1) await users.update({ ...current, metadata: { by: 'another' }, version: current.version + 1 }, current)
+        await uow.users.insert(runs === 1 ? lost : kept)
+        await uow.users.update({ ...current, name: `Ada ${runs}`, version: current.version + 1 }, current)
+      })
+      return { runs, lost, kept }
+    },
+    /** Inserts `inserted`, then a user whose user_id is taken; `error` is the answer. */
+    async failing (): Promise<{ runs: number, inserted: User, error: unknown }> {
+      let runs = 0
+      const inserted = another()
+      const error = await guarded(async (uow) => {
+        runs++
+        await uow.users.insert(inserted)
+        await uow.users.insert({ ...another(), userId: 'ada' })
+      }).then(() => undefined, (error: unknown) => error)
+      return { runs, inserted, error }
+    }
+  }
+}
