@@ -45,13 +45,14 @@ export function heldOutcome (answers: ReadonlyArray<PromiseSettledResult<pg.Quer
 /**
  * One PostgreSQL connection in pg's pipeline mode, for the prepared statements that run outside
  * transactions: the key-and-user read, the guarded UPDATE, the INSERT of a new user, the
- * idempotency claim and release. Statements from concurrent requests go out on it without
+ * idempotency claim and release; and the held writes of a keyed request, as one transaction
+ * (see `transaction`). Statements from concurrent requests go out on it without
  * waiting for the answers before them, and one server process runs them back to back. Through
  * the pool, each took a connection of its own and woke a server process of its own for each
  * round trip: on the 2-core benchmark machine this doubles the PUTs a second (see README).
  *
  * Each statement is its own implicit transaction (pg sends a Sync after each), so a failing one
- * fails alone. `run` resolves to undefined when the statement should go through the pool
+ * fails alone, unless sent inside `transaction`'s BEGIN and COMMIT. `run` resolves to undefined when the statement should go through the pool
  * instead: no connection, a lock held past `PIPELINE_LOCK_TIMEOUT_MS`, or a statement sent
  * behind a failed Parse of its own (see `run`). It connects on first use and after a loss, and
  * statements wait for that; once an attempt has failed, the next ones (at most one a second) run

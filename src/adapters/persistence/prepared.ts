@@ -64,7 +64,7 @@ export class HeldWritesInDoubt extends Error {
 
 const HOLDERS = new WeakMap<Kysely<any>, WriteHolder>()
 
-/** Says that `db` can make held writes (see WriteHolder). Used by the SQLite driver, for its thread. */
+/** Says that `db` can make held writes (see WriteHolder): SQLite on its thread, PostgreSQL on its pipelined connection. */
 export function holdWritesOn (db: Kysely<any>, holder: WriteHolder): void {
   HOLDERS.set(db, holder)
 }
