@@ -265,15 +265,20 @@ if (postgres !== undefined) {
     const pipeline = new PostgresPipeline({ connectionString: url }, (error) => { throw error })
     t.teardown(async () => await pipeline.close())
     const rename = 'update users set name = $1 where user_id = $2'
-    const held = (text: string, values: unknown[]): { name: string, text: string, values: unknown[] } => ({ name: `test_${text.length}`, text, values })
-    const names = async (): Promise<unknown[]> => (await persistence.db.selectFrom('users').select(['user_id', 'name']).orderBy('user_id').execute()).map((row) => row.name)
+    const names = new Map<string, string>()
+    // A statement's name is its text's, as in the service: one name, one text.
+    const held = (text: string, values: unknown[]): { name: string, text: string, values: unknown[] } => {
+      if (!names.has(text)) names.set(text, `test_${names.size}`)
+      return { name: names.get(text) as string, text, values }
+    }
+    const stored = async (): Promise<unknown[]> => (await persistence.db.selectFrom('users').select(['user_id', 'name']).orderBy('user_id').execute()).map((row) => row.name)
 
     t.equal(await pipeline.transaction([held(rename, ['Ada', 'ada']), held(rename, ['Bob', 'bob'])]), true)
-    t.same(await names(), ['Ada', 'Bob'])
+    t.same(await stored(), ['Ada', 'Bob'])
     t.equal(await pipeline.transaction([held(rename, ['Ada 2', 'ada']), held(rename, ['Nobody', 'nobody'])]), false, 'one changed no row')
-    t.same(await names(), ['Ada', 'Bob'], 'so neither was made')
+    t.same(await stored(), ['Ada', 'Bob'], 'so neither was made')
     await t.rejects(pipeline.transaction([held(rename, ['Ada 3', 'ada']), held('update users set user_id = $1 where user_id = $2', ['ada', 'bob'])]), { code: '23505' })
-    t.same(await names(), ['Ada', 'Bob'], 'one failed: neither was made')
+    t.same(await stored(), ['Ada', 'Bob'], 'one failed: neither was made')
 
     // Another transaction holds a row lock one of them needs: after the pipelined connection's
     // lock timeout they go the ordinary way, none made.
@@ -283,7 +288,7 @@ if (postgres !== undefined) {
     t.equal(await pipeline.transaction([held(rename, ['Ada 4', 'ada']), held(rename, ['Bob 4', 'bob'])]), undefined)
     t.same(pipeline.handedToPool, { lockWait: 1, noConnection: 0, notPrepared: 0 })
     await locker.query('commit')
-    t.same(await names(), ['Ada', 'Bob'])
+    t.same(await stored(), ['Ada', 'Bob'])
 
     // A write with its own RETURNING; and the connection goes on as before.
     const insertApp = 'insert into apps (id, name, created_at) values ($1, $2, $3) on conflict do nothing returning id'
