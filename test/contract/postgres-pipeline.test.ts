@@ -348,4 +348,27 @@ if (postgres !== undefined) {
     }), HeldWritesInDoubt)
     t.equal(runs, 1)
   })
+
+  t.test('held writes whose COMMIT got no answer: a 503, not run again; the retry with the same key gets the answer stored', async (t) => {
+    const client = await freshClient(t, postgres)
+    t.equal((await client.createUser({ email: 'ada@example.com', user_id: 'ada' })).statusCode, 201)
+    // The writes are made and committed, then the answer to the COMMIT is lost.
+    const transaction = PostgresPipeline.prototype.transaction
+    PostgresPipeline.prototype.transaction = async function (this: PostgresPipeline, writes) {
+      PostgresPipeline.prototype.transaction = transaction
+      t.equal(await transaction.call(this, writes), true, 'committed')
+      throw new HeldWritesInDoubt(new Error('Connection terminated unexpectedly'))
+    }
+    t.teardown(() => { PostgresPipeline.prototype.transaction = transaction })
+    const key = { 'idempotency-key': 'rename' }
+    const lost = await client.put('ada', { name: 'Ada', metadata: { n: 1 } }, key)
+    t.equal(lost.statusCode, 503)
+    t.match(lost.json(), UNAVAILABLE)
+    const retry = await client.put('ada', { name: 'Ada', metadata: { n: 1 } }, key)
+    t.equal(retry.statusCode, 200)
+    t.equal(retry.headers['idempotent-replayed'], 'true', 'the stored answer, replayed')
+    t.match(retry.json(), { name: 'Ada', metadata: { n: 1 } })
+    const read = await client.request({ method: 'GET', url: '/users/ada' })
+    t.equal(read.headers.etag, retry.headers.etag, 'updated once')
+  })
 }
