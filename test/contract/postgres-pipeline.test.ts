@@ -349,7 +349,7 @@ if (postgres !== undefined) {
     t.equal(runs, 1)
   })
 
-  t.test('held writes whose COMMIT got no answer: a 503, not run again; the retry with the same key gets the answer stored', async (t) => {
+  t.test('held writes whose COMMIT got no answer: a 503, not run again; the retry with the same key gets the answer stored, or runs if there is none', async (t) => {
     const client = await freshClient(t, postgres)
     t.equal((await client.createUser({ email: 'ada@example.com', user_id: 'ada' })).statusCode, 201)
     // The writes are made and committed, then the answer to the COMMIT is lost.
@@ -370,5 +370,18 @@ if (postgres !== undefined) {
     t.match(retry.json(), { name: 'Ada', metadata: { n: 1 } })
     const read = await client.request({ method: 'GET', url: '/users/ada' })
     t.equal(read.headers.etag, retry.headers.etag, 'updated once')
+
+    // Lost before the server had them: the key is released, and the retry runs.
+    PostgresPipeline.prototype.transaction = async () => {
+      PostgresPipeline.prototype.transaction = transaction
+      throw new HeldWritesInDoubt(new Error('Connection terminated unexpectedly'))
+    }
+    const other = { 'idempotency-key': 'rename-again' }
+    t.equal((await client.put('ada', { name: 'Ada L.' }, other)).statusCode, 503)
+    t.match((await client.request({ method: 'GET', url: '/users/ada' })).json(), { name: 'Ada' }, 'nothing made')
+    const ran = await client.put('ada', { name: 'Ada L.' }, other)
+    t.equal(ran.statusCode, 200)
+    t.equal(ran.headers['idempotent-replayed'], undefined, 'run, not replayed')
+    t.match(ran.json(), { name: 'Ada L.' })
   })
 }
