@@ -1,7 +1,7 @@
 export const CONNECTIONS: number
 /** Requests for one connection to `host` (`perConnection` of them), rendered. */
 export type Prepare = (perConnection: number, host: string) => Buffer[]
-export function userLoad (method: 'GET' | 'PUT', users: number, apiKey: string): Prepare
+export function userLoad (method: 'GET' | 'PUT', users: number, apiKey: string, options?: { keyed?: boolean }): Prepare
 export interface Row {
   url: string
   /** The rate the row last ran at, req/s: how many requests each connection is given. */

@@ -1,5 +1,6 @@
 // The bench's load (see bench.mjs): autocannon on 127.0.0.1, each connection's requests
 // rendered before the clock starts.
+import { randomUUID } from 'node:crypto'
 import autocannon from 'autocannon'
 
 export const CONNECTIONS = 50
@@ -7,11 +8,13 @@ export const CONNECTIONS = 50
 /**
  * A row's load on random users among the seeded ones; for a PUT, a body that no other request of
  * the row and no seeded user has (a real write every time: a body the user has already would
- * change nothing). Returns `perConnection` requests for one connection to `host`, rendered as
- * autocannon renders them.
+ * change nothing). `keyed`: each PUT with an `Idempotency-Key` of its own. Returns
+ * `perConnection` requests for one connection to `host`, rendered as autocannon renders them.
  */
-export function userLoad (method, users, apiKey) {
+export function userLoad (method, users, apiKey, { keyed = false } = {}) {
   const headers = `authorization: Bearer ${apiKey}\r\ncontent-type: application/json`
+  // Keys are the API key's: unique across the rows that share it.
+  const keys = randomUUID()
   let written = 0
   return (perConnection, host) => Array.from({ length: perConnection }, () => {
     const head = `${method} /users/u${Math.floor(Math.random() * users)} HTTP/1.1\r\nHost: ${host}\r\nConnection: keep-alive\r\n${headers}`
@@ -19,7 +22,8 @@ export function userLoad (method, users, apiKey) {
     written++
     // The seed names its users "Name <i>".
     const body = `{"name":"Load ${written}","metadata":{"k":${written}}}`
-    return Buffer.from(`${head}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+    const key = keyed ? `\r\nidempotency-key: ${keys}-${written}` : ''
+    return Buffer.from(`${head}${key}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
   })
 }
 

@@ -22,6 +22,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
 const SMALL = 10_000
 const LARGE = Number(process.env.BENCH_LARGE_USERS ?? 1_000_000)
 const REFERENCE = process.env.BENCH_REFERENCE === '1'
+const KEYED = process.env.BENCH_KEYED === '1'
 
 const work = mkdtempSync(join(tmpdir(), 'klaim-bench-'))
 const children = []
@@ -136,6 +137,7 @@ try {
   const small = await seed(sqliteSmall, SMALL)
   const sqliteServer = await startServer(join(ROOT, 'dist', 'main.js'), { DATABASE_URL: sqliteSmall })
   rows.push({ name: `PUT SQLite (${SMALL.toLocaleString('en')} users)`, key: 'sqlite-put', server: sqliteServer, url: sqliteServer.url, prepare: userLoad('PUT', SMALL, small.apiKey) })
+  if (KEYED) rows.push({ name: `PUT SQLite, Idempotency-Key (${SMALL.toLocaleString('en')} users)`, key: 'sqlite-put-keyed', server: sqliteServer, url: sqliteServer.url, prepare: userLoad('PUT', SMALL, small.apiKey, { keyed: true }) })
   if (REFERENCE) {
     // Calibration (see scripts/bench-reference.mjs): the same load on far less than the service.
     for (const [mode, name] of [['minimal', 'reference: minimal PUT on SQLite'], ['noop', 'reference: PUT route, no database']]) {
@@ -162,6 +164,7 @@ try {
     pgKey = (await seed(url.toString(), SMALL)).apiKey
     pgServer = await startServer(join(ROOT, 'dist', 'main.js'), { DATABASE_URL: url.toString() })
     rows.push({ name: `PUT PostgreSQL (${SMALL.toLocaleString('en')} users)`, key: 'pg-put', server: pgServer, database: cluster !== undefined, url: pgServer.url, prepare: userLoad('PUT', SMALL, pgKey) })
+    if (KEYED) rows.push({ name: `PUT PostgreSQL, Idempotency-Key (${SMALL.toLocaleString('en')} users)`, key: 'pg-put-keyed', server: pgServer, database: cluster !== undefined, url: pgServer.url, prepare: userLoad('PUT', SMALL, pgKey, { keyed: true }) })
   } else {
     console.log('PostgreSQL not available (no TEST_DATABASE_URL, no server binaries): its rows are left out.\n')
   }

@@ -15,6 +15,13 @@ t.test('the bench renders a request as autocannon does', async (t) => {
   t.equal(get?.toString(), render({ method: 'GET', path: '/users/u0', headers }).toString())
   const [put] = userLoad('PUT', 1, 'KEY')(1, '127.0.0.1:4000')
   t.equal(put?.toString(), render({ method: 'PUT', path: '/users/u0', headers, body: '{"name":"Load 1","metadata":{"k":1}}' }).toString())
+  const [keyed, next] = userLoad('PUT', 1, 'KEY', { keyed: true })(2, '127.0.0.1:4000')
+  const key = /idempotency-key: (\S+)-1\r\n/.exec(keyed?.toString() ?? '')?.[1]
+  t.ok(key !== undefined)
+  t.equal(keyed?.toString(), render({ method: 'PUT', path: '/users/u0', headers: { ...headers, 'idempotency-key': `${key}-1` }, body: '{"name":"Load 1","metadata":{"k":1}}' }).toString())
+  t.match(next?.toString(), `idempotency-key: ${key}-2\r\n`, 'a key of its own for each')
+  const [other] = userLoad('PUT', 1, 'KEY', { keyed: true })(1, '127.0.0.1:4000')
+  t.notMatch(other?.toString(), `idempotency-key: ${key}-`, 'and for each row')
 })
 
 t.test('a load sends no PUT twice, though its connections run out of requests and are handed more', async (t) => {
