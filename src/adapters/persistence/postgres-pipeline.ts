@@ -17,12 +17,20 @@ const RECONNECT_AFTER_MS = 1000
 /** division_by_zero: how a held write that changed no row fails (see `failingOnNoRow`). */
 const NO_ROW = '22012'
 
+/** `failingOnNoRow`'s statements, by write: prepared statements, a bounded set (see HOT_STATEMENTS). */
+const FAILING_ON_NO_ROW = new Map<string, string>()
+
 /**
  * A write (an INSERT, UPDATE or DELETE) as a statement that fails, division_by_zero, when it
  * changes no row: in a transaction, that rolls back the writes before it and skips the rest.
  */
 export function failingOnNoRow (text: string): string {
-  return `with held as (${text}${/\breturning\b/i.test(text) ? '' : ' returning 1'}) select 1 / count(*) from held`
+  let failing = FAILING_ON_NO_ROW.get(text)
+  if (failing === undefined) {
+    failing = `with held as (${text}${/\breturning\b/i.test(text) ? '' : ' returning 1'}) select 1 / count(*) from held`
+    FAILING_ON_NO_ROW.set(text, failing)
+  }
+  return failing
 }
 
 /**
