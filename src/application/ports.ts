@@ -95,9 +95,11 @@ export interface Transactor {
    * one transaction with no round trip between them. A held write answers at once, as having
    * changed one row, so `work` must not use what a write returns, nor read back what it wrote.
    * If any is refused or fails at the end, none is made, and `work` runs again in a
-   * `transaction`; so does any failure of `work` itself, whose error is then the answer. Only
-   * when the database cannot tell whether they were made (its connection lost once the commit
-   * was sent) is that error the answer, and `work` not run again.
+   * `transaction`; so does any other failure of `work` itself, whose error is then the answer.
+   * Two errors are answered from the first run, and `work` not run again: a `UsersError` that
+   * `work` throws (a 404, a 409 from what it read; its writes, held, were never made, and what
+   * it read was true when read, as under `optimistic`); and, when the database cannot tell
+   * whether the writes were made (its connection lost once the commit was sent), that error.
    * Optional: a transactor without it serves such work with `transaction`.
    */
   guardedTransaction?<T>(work: (uow: UnitOfWork) => Promise<T>): Promise<T>

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { heldOutcome, PostgresPipeline } from '../../src/adapters/persistence/postgres-pipeline.js'
 import { HeldWritesInDoubt } from '../../src/adapters/persistence/prepared.js'
-import { UserIdTakenError } from '../../src/domain/errors.js'
+import { UserIdTakenError, UserNotFoundError } from '../../src/domain/errors.js'
 import { postgresOrSkip } from '../helpers/databases.js'
 import { freshClient, runHotStatements } from '../helpers/fixtures.js'
 import { silenceableProxy } from '../helpers/silenceable-proxy.js'
@@ -330,6 +330,12 @@ if (postgres !== undefined) {
     t.match(await cases.ada(), { name: 'Ada 2', metadata: { by: 'another' }, version: 4 })
     t.notOk(await exists(stale.lost), 'the refused run\'s insert was undone')
     t.ok(await exists(stale.kept))
+
+    // The use case's own answer (a 404 from what it read): answered from the first run, nothing made.
+    const answered = await cases.answering()
+    t.equal(answered.runs, 1)
+    t.type(answered.error, UserNotFoundError)
+    t.notOk(await exists(answered.inserted))
 
     // A failure: the ordinary transaction runs it again, and its error is the answer; nothing lands.
     const failed = await cases.failing()

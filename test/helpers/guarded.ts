@@ -1,4 +1,5 @@
 import type { Persistence } from '../../src/adapters/persistence/open-persistence.js'
+import { UserNotFoundError } from '../../src/domain/errors.js'
 import type { User } from '../../src/domain/user.js'
 import { sampleUser } from './users.js'
 
@@ -49,6 +50,20 @@ export function guardedCases (persistence: Persistence, appId: string) {
         await uow.users.update({ ...current, name: `Ada ${runs}`, version: current.version + 1 }, current)
       })
       return { runs, lost, kept }
+    },
+    /**
+     * Inserts `inserted`, then looks up a user who does not exist and answers 404, as the use
+     * cases do: the answer, from what it read, with nothing made; `error` is the answer.
+     */
+    async answering (): Promise<{ runs: number, inserted: User, error: unknown }> {
+      let runs = 0
+      const inserted = another()
+      const error = await guarded(async (uow) => {
+        runs++
+        await uow.users.insert(inserted)
+        if (await uow.users.findByUserId(appId, 'nobody') === undefined) throw new UserNotFoundError()
+      }).then(() => undefined, (error: unknown) => error)
+      return { runs, inserted, error }
     },
     /** Inserts `inserted`, then a user whose user_id is taken; `error` is the answer. */
     async failing (): Promise<{ runs: number, inserted: User, error: unknown }> {

@@ -12,7 +12,7 @@ import { isUnavailable } from '../../src/adapters/persistence/database-errors.js
 import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
 import { HOT_STATEMENTS } from '../../src/adapters/persistence/prepared.js'
 import { SqliteThread } from '../../src/adapters/persistence/sqlite-thread.js'
-import { UserIdTakenError } from '../../src/domain/errors.js'
+import { UserIdTakenError, UserNotFoundError } from '../../src/domain/errors.js'
 import type { User } from '../../src/domain/user.js'
 import { guardedCases } from '../helpers/guarded.js'
 import { sampleUser } from '../helpers/users.js'
@@ -258,6 +258,12 @@ t.test('a guarded transaction on a file database: its writes go to the SQLite th
     return await uow.idempotency.purgeExpired(0)
   }), 0)
   t.equal(runs, 2)
+
+  // The use case's own answer (a 404 from what it read): answered from the first run, nothing made.
+  const answered = await cases.answering()
+  t.equal(answered.runs, 1)
+  t.type(answered.error, UserNotFoundError)
+  t.notOk(await exists(answered.inserted))
 
   // A failure: the ordinary transaction runs it again, and its error is the answer; nothing lands.
   const failed = await cases.failing()

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely'
 import type { Transactor, UnitOfWork } from '../../application/ports.js'
+import { UsersError } from '../../domain/errors.js'
 import { isRetryable } from './database-errors.js'
 import { kyselyIdempotencyStore, type IdempotencyQueries } from './kysely-idempotency-store.js'
 import { kyselyUserRepository, type UserQueries } from './kysely-user-repository.js'
@@ -44,9 +45,11 @@ export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: Queries):
     transaction,
     optimistic: async (work) => await retried(MAX_OPTIMISTIC_ATTEMPTS, async () => await work(outside)),
     // SQLite with its thread, PostgreSQL with its pipelined connection: `work` runs with its
-    // writes held back, and they go there together, made in one transaction. Any failure, a
-    // refused write included, and the ordinary transaction runs `work` again, which reads under
-    // its lock and answers it; but not writes that may have been made.
+    // writes held back, and they go there together, made in one transaction. Any other failure,
+    // a refused write included, and the ordinary transaction runs `work` again, which reads
+    // under its lock and answers it; but not writes that may have been made, nor the use case's
+    // own answer (a 404, a 409 from what it read), which held nothing and is as true as
+    // `optimistic`'s.
     guardedTransaction: holder === undefined
       ? transaction
       : async (work) => {
@@ -56,7 +59,7 @@ export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: Queries):
             const made = await work(unitOfWork(recording.db, queries, false))
             if (await holder.commit(recording.writes)) return made
           } catch (error) {
-            if (error instanceof HeldWritesInDoubt) throw error
+            if (error instanceof HeldWritesInDoubt || error instanceof UsersError) throw error
           }
         }
         return await transaction(work)
