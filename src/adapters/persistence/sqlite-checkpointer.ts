@@ -5,6 +5,13 @@ import { Worker } from 'node:worker_threads'
 const CHECKPOINT_EVERY_MS = 100
 /** SQLite's own checkpoint, kept on the request connections in case the worker falls behind. */
 export const SAFETY_NET_CHECKPOINT_PAGES = 10_000
+/**
+ * The size the WAL file is cut back to when it starts over after a complete checkpoint. A burst
+ * of writes, or a long read that holds checkpoints back, can grow it far past the safety net's
+ * 10,000 pages (about 40 MB), and SQLite would otherwise keep the file at its largest size for
+ * good. Above the safety net, so steady writes never pay for the cut.
+ */
+export const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
 /**
  * How to start a worker from a CommonJS script given as text. It takes none of the host's Node

@@ -8,7 +8,7 @@ import {
 import { isSqliteBusy, SQLITE_LOCK_TIMEOUT } from './database-errors.js'
 import { holdWritesOn, runDirectly, type HeldWrite } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
-import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer } from './sqlite-checkpointer.js'
+import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer, WAL_SIZE_LIMIT_BYTES } from './sqlite-checkpointer.js'
 import { SqliteThread } from './sqlite-thread.js'
 
 export type SqliteSynchronous = 'NORMAL' | 'FULL'
@@ -274,6 +274,7 @@ export async function openSqlite (filename: string, options: SqliteOptions): Pro
     // Waiting for another connection's lock is the driver's job (see SqliteConnection.executeQuery):
     // SQLite's busy timeout would wait inside the synchronous call, with the event loop stalled.
     'busy_timeout = 0',
+    `journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`,
     ...background === undefined ? [] : [`wal_autocheckpoint = ${SAFETY_NET_CHECKPOINT_PAGES}`]
   ]
   const db = new BetterSqlite3(filename)
