@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib'
 import t from 'tap'
 import { eachDatabase } from '../helpers/databases.js'
 import { freshClient } from '../helpers/fixtures.js'
@@ -81,6 +82,11 @@ eachDatabase(t, (t, db) => {
     t.equal((await put('x'.repeat(70000), 'text/plain')).statusCode, 415, '415 before 413')
     t.equal((await put('{}', 'application/json; charset=latin1')).statusCode, 415)
     t.equal((await put('{}', 'application/json; charset=UTF-8')).statusCode, 200)
+    // A type refused by its charset, or merge-patch on POST, is known from the headers too.
+    const huge = JSON.stringify({ name: 'x'.repeat(70000) })
+    t.equal((await put(huge, 'application/json; charset=latin1')).statusCode, 415, '415 before 413: a charset')
+    const mergePatchPost = await client.request({ method: 'POST', url: '/users', payload: huge, headers: { 'content-type': 'application/merge-patch+json' } })
+    t.equal(mergePatchPost.statusCode, 415, '415 before 413: merge-patch on POST')
     const large = await put(JSON.stringify({ name: 'x'.repeat(70000) }), 'application/json')
     t.equal(large.statusCode, 413)
     t.same(large.json(), { message: 'The request body is larger than 65536 bytes.', code: 'payload_too_large' })
@@ -90,6 +96,38 @@ eachDatabase(t, (t, db) => {
     t.same(malformed.json(), { message: 'The request body is not valid JSON.', code: 'invalid_json' })
     t.equal((await put('{"name": "ok"}', 'application/json')).statusCode, 200)
     t.equal((await client.request({ method: 'PUT', url: '/users/ada', payload: '{}' })).statusCode, 415, 'a body without a content type')
+  })
+
+  t.test('415 for a compressed body: it is never decompressed, nor read as if it were not', async (t) => {
+    const client = await freshClient(t, db)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada', name: 'Ada' })
+    const body = JSON.stringify({ name: 'Zip' })
+    const compressed = { message: 'The request body must not be compressed: Content-Encoding is not supported.', code: 'unsupported_media_type' }
+    const cases: Array<[string, string | Buffer]> = [
+      ['gzip', gzipSync(body)],
+      ['gzip', body],
+      ['br', body],
+      ['identity, gzip', body],
+      ['gzip', gzipSync(JSON.stringify({ name: 'x'.repeat(70000) }))],
+      ['gzip', JSON.stringify({ name: 'x'.repeat(70000) })]
+    ]
+    for (const [encoding, payload] of cases) {
+      for (const method of ['PUT', 'PATCH'] as const) {
+        const res = await client.request({ method, url: '/users/ada', payload, headers: { 'content-type': 'application/json', 'content-encoding': encoding } })
+        t.equal(res.statusCode, 415, `${method}, ${encoding}, ${payload.length} bytes`)
+        t.same(res.json(), compressed)
+      }
+    }
+    const created = await client.request({ method: 'POST', url: '/users', payload: JSON.stringify({ email: 'zip@example.com' }), headers: { 'content-type': 'application/json', 'content-encoding': 'deflate' } })
+    t.equal(created.statusCode, 415)
+    t.equal((await client.request({ method: 'GET', url: '/users/ada' })).json().name, 'Ada', 'nothing was stored')
+    t.equal((await client.request({ method: 'GET', url: '/users/zip@example.com' })).statusCode, 404, 'nor created')
+    // Without a body, there is nothing to decode; `identity` is no coding at all.
+    t.equal((await client.request({ method: 'GET', url: '/users/ada', headers: { 'content-encoding': 'gzip' } })).statusCode, 200)
+    for (const encoding of ['identity', ' Identity ']) {
+      const res = await client.request({ method: 'PUT', url: '/users/ada', payload: body, headers: { 'content-type': 'application/json', 'content-encoding': encoding } })
+      t.equal(res.statusCode, 200, encoding)
+    }
   })
 
   t.test('a body that is not valid UTF-8 is invalid_json: its bytes are never replaced and stored', async (t) => {

@@ -15,26 +15,45 @@ function parseJson (text: string): unknown {
   }
 }
 
-function charsetOk (contentType: string | undefined): boolean {
-  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType ?? '')?.[1]
+function charsetOk (contentType: string): boolean {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1]
   return charset === undefined || /^utf-?8$/i.test(charset)
+}
+
+/**
+ * The 415 for a body whose declared type or coding the parser below would not take, found from
+ * the headers alone, so before the body is read: the contract answers a refused content type
+ * (415) before a body over the limit (413), which Fastify finds from `Content-Length` before any
+ * parser runs. A body is refused when it is not UTF-8 JSON, when it is merge-patch JSON on a
+ * method other than PUT and PATCH, and when it is compressed (any `Content-Encoding` but
+ * `identity`): it would otherwise be parsed as is, and read as invalid JSON, or worse, as valid.
+ * Only for a request whose body Fastify parses: one with a body, or with a `Content-Type`.
+ */
+export function refusedBody (request: FastifyRequest): HttpProblem | undefined {
+  const { headers, method } = request
+  const contentType = headers['content-type']
+  if (method === 'GET' || method === 'HEAD') return undefined
+  if (contentType === undefined && headers['transfer-encoding'] === undefined && (headers['content-length'] ?? '0') === '0') return undefined
+  const encoding = headers['content-encoding']
+  if (encoding !== undefined && !/^\s*identity\s*$/i.test(encoding)) return new HttpProblem(415, 'unsupported_media_type', MESSAGES.compressedBody)
+  if (contentType === undefined) return undefined
+  const mergePatch = /^application\/merge-patch\+json/i.test(contentType)
+  if (!charsetOk(contentType) || (mergePatch && method !== 'PUT' && method !== 'PATCH')) {
+    return new HttpProblem(415, 'unsupported_media_type', MESSAGES.unsupportedMediaType)
+  }
+  return undefined
 }
 
 /**
  * Parses JSON bodies with `JSON.parse` as is: keys like `__proto__` become plain own properties
  * (the domain then refuses them by name), where Fastify's default parser would reject the whole
- * body as malformed. Merge-patch JSON is for PUT and PATCH only. A body that is not valid UTF-8
- * is not JSON (RFC 8259): decoding it would silently store U+FFFD in place of the bytes sent.
+ * body as malformed. What it refuses by type or coding is refused before (see `refusedBody`). A
+ * body that is not valid UTF-8 is not JSON (RFC 8259): decoding it would silently store U+FFFD in
+ * place of the bytes sent.
  */
 export function registerJsonBody (fastify: FastifyInstance): void {
   fastify.removeAllContentTypeParsers()
-  fastify.addContentTypeParser(JSON_TYPES, { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (request: FastifyRequest, body: Buffer, done) => {
-    const contentType = request.headers['content-type']
-    const mergePatch = /^application\/merge-patch\+json/i.test(contentType ?? '')
-    if (!charsetOk(contentType) || (mergePatch && request.method !== 'PUT' && request.method !== 'PATCH')) {
-      done(new HttpProblem(415, 'unsupported_media_type', MESSAGES.unsupportedMediaType), undefined)
-      return
-    }
+  fastify.addContentTypeParser(JSON_TYPES, { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request: FastifyRequest, body: Buffer, done) => {
     if (body.length === 0) {
       done(invalidRequest([{ path: '', message: 'must be a JSON object' }]), undefined)
       return

@@ -11,7 +11,9 @@ export const COMMON_RESPONSES = {
   401: errorResponse('Missing, malformed, unknown or revoked API key (with `WWW-Authenticate: Bearer`).', { message: 'Missing or invalid API key.', code: 'unauthorized' }),
   404: errorResponse('No user with that user_id in the caller\'s app.', { message: 'Can not find user with the given user_id.', code: 'user_not_found' }),
   413: errorResponse('The body is over 65536 bytes.', { message: 'The request body is larger than 65536 bytes.', code: 'payload_too_large' }),
-  415: errorResponse('The body is not JSON.', { message: 'The request body must be application/json (or application/merge-patch+json on PUT and PATCH).', code: 'unsupported_media_type' }),
+  415: errorResponse('The body is not UTF-8 JSON (merge-patch JSON on PUT and PATCH only), or it is compressed.',
+    { message: 'The request body must be application/json (or application/merge-patch+json on PUT and PATCH).', code: 'unsupported_media_type' },
+    { message: 'The request body must not be compressed: Content-Encoding is not supported.', code: 'unsupported_media_type' }),
   429: Type.Object(errorResponse('').properties, {
     description: 'Too many requests for this API key (or failed authentications from this IP).',
     examples: [{ message: 'Too many requests. Retry after the number of seconds in Retry-After.', code: 'rate_limited' }],

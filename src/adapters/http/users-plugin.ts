@@ -9,7 +9,7 @@ import type { StoredResponse, UnitOfWork, UserSnapshot } from '../../application
 import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
 import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
-import { registerJsonBody } from './json-body.js'
+import { refusedBody, registerJsonBody } from './json-body.js'
 import { HttpProblem, invalidRequest, problemBody, toProblem, unauthorized } from './problems.js'
 import { CREATE_RESPONSES, GET_RESPONSES, READ_RESPONSES, UPDATE_RESPONSES } from './responses.js'
 import { CreateUserBody, EmptyBody, IdempotencyHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
@@ -119,9 +119,10 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   }
 
   // onRequest: the key is checked before the body is read, so a 401 comes before 415 and 413;
-  // the per-key limit right after it, so a 429 does too. The same read fetches the user named in
-  // the path, which the route then needs not read again (an update under an Idempotency-Key
-  // starts its transaction from it too; see updateUserProfile).
+  // the per-key limit right after it, so a 429 does too; then the body's declared type and
+  // coding, so a 415 comes before 413. The same read fetches the user named in the path, which
+  // the route then needs not read again (an update under an Idempotency-Key starts its
+  // transaction from it too; see updateUserProfile).
   fastify.addHook('onRequest', async (request, reply) => {
     const key = BEARER.exec(request.headers.authorization ?? '')?.[1]
     const found = key === undefined ? undefined : await service.authenticate(key, (request.params as { user_id?: string }).user_id)
@@ -133,6 +134,8 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     request.keyId = found.keyId
     request.userSnapshot = found.snapshot
     if (perKey > 0) await limit(keyLimit, request, reply)
+    const refused = refusedBody(request)
+    if (refused !== undefined) throw refused
   })
 
   // Fastify checks params, then body, then headers; the contract wants the headers before the body.
