@@ -38,6 +38,10 @@ const request = fc.record({
     { weight: 8, arbitrary: fc.constant('application/json') },
     { weight: 2, arbitrary: fc.constantFrom('application/merge-patch+json', 'text/plain', 'application/json; charset=latin1', undefined) }
   ),
+  contentEncoding: fc.oneof(
+    { weight: 9, arbitrary: fc.constant(undefined) },
+    { weight: 1, arbitrary: fc.constantFrom('gzip', 'identity', 'br') }
+  ),
   ifMatch: fc.option(fc.constantFrom('*', '"x"', 'W/"x"', 'garbage', 'CURRENT_ETAG')),
   idempotencyKey: fc.option(fc.constantFrom('k1', 'k2', '', 'é'))
 }, { requiredKeys: ['method', 'path', 'payload'] })
@@ -64,6 +68,7 @@ eachDatabase(t, (t, db) => {
       const targetsCurrent = path === encodeURIComponent(current.user_id)
       const headers: Record<string, string> = {}
       if (r.contentType !== undefined) headers['content-type'] = r.contentType
+      if (r.contentEncoding != null) headers['content-encoding'] = r.contentEncoding
       if (r.ifMatch != null) headers['if-match'] = r.ifMatch === 'CURRENT_ETAG' ? etag : r.ifMatch
       if (r.idempotencyKey != null) headers['idempotency-key'] = r.idempotencyKey
       const res = await client.request({ method: r.method as 'PUT', url: `/users/${path}`, payload: r.method === 'GET' ? undefined : r.payload, headers })
@@ -71,6 +76,12 @@ eachDatabase(t, (t, db) => {
       if (res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(r)}: ${res.body}`)
       const answer = res.json()
       if (res.statusCode >= 400 && (typeof answer.code !== 'string' || typeof answer.message !== 'string')) throw new Error(`no error shape: ${res.body}`)
+      // A compressed body is never read: refused whatever it holds, unless the URL, key or route
+      // is. (With no body and no content type there is nothing to decode.)
+      const body = r.method !== 'GET' && (r.payload !== '' || r.contentType !== undefined)
+      if (body && r.contentEncoding != null && r.contentEncoding !== 'identity' && !([401, 404, 415].includes(res.statusCode) || answer.code === 'invalid_url')) {
+        throw new Error(`a ${res.statusCode} for a body sent with Content-Encoding ${r.contentEncoding}: ${JSON.stringify(r)}`)
+      }
       // An accepted update of the user (not a replay of an earlier answer) may have renamed it.
       const updated = res.statusCode === 200 && (r.method === 'PUT' || r.method === 'PATCH') && targetsCurrent && res.headers['idempotent-replayed'] === undefined
       const stored = await client.request({ method: 'GET', url: `/users/${encodeURIComponent(updated ? answer.user_id : current.user_id)}` })
