@@ -1,4 +1,5 @@
 import type { Persistence } from '../../src/adapters/persistence/open-persistence.js'
+import type { UnitOfWork } from '../../src/application/ports.js'
 import { UserNotFoundError } from '../../src/domain/errors.js'
 import type { User } from '../../src/domain/user.js'
 import { sampleUser } from './users.js'
@@ -16,6 +17,17 @@ export function guardedCases (persistence: Persistence, appId: string) {
   const another = (): User => sampleUser({ appId, userId: `u${++n}`, klaimId: `k${n}_guarded`, email: `u${n}@example.com` })
   const exists = async (user: User): Promise<boolean> => await users.findByUserId(appId, user.userId) !== undefined
   const ada = async (): Promise<User | undefined> => await users.findByUserId(appId, 'ada')
+  /** Inserts `inserted`, then does `then`, in a guarded transaction: its runs, and what it threw. */
+  const insertThen = async (then: (uow: UnitOfWork) => Promise<void>): Promise<{ runs: number, inserted: User, error: unknown }> => {
+    let runs = 0
+    const inserted = another()
+    const error = await guarded(async (uow) => {
+      runs++
+      await uow.users.insert(inserted)
+      await then(uow)
+    }).then(() => undefined, (error: unknown) => error)
+    return { runs, inserted, error }
+  }
   return {
     guarded,
     another,
@@ -55,26 +67,10 @@ export function guardedCases (persistence: Persistence, appId: string) {
      * Inserts `inserted`, then looks up a user who does not exist and answers 404, as the use
      * cases do: the answer, from what it read, with nothing made; `error` is the answer.
      */
-    async answering (): Promise<{ runs: number, inserted: User, error: unknown }> {
-      let runs = 0
-      const inserted = another()
-      const error = await guarded(async (uow) => {
-        runs++
-        await uow.users.insert(inserted)
-        if (await uow.users.findByUserId(appId, 'nobody') === undefined) throw new UserNotFoundError()
-      }).then(() => undefined, (error: unknown) => error)
-      return { runs, inserted, error }
-    },
+    answering: async () => await insertThen(async (uow) => {
+      if (await uow.users.findByUserId(appId, 'nobody') === undefined) throw new UserNotFoundError()
+    }),
     /** Inserts `inserted`, then a user whose user_id is taken; `error` is the answer. */
-    async failing (): Promise<{ runs: number, inserted: User, error: unknown }> {
-      let runs = 0
-      const inserted = another()
-      const error = await guarded(async (uow) => {
-        runs++
-        await uow.users.insert(inserted)
-        await uow.users.insert({ ...another(), userId: 'ada' })
-      }).then(() => undefined, (error: unknown) => error)
-      return { runs, inserted, error }
-    }
+    failing: async () => await insertThen(async (uow) => { await uow.users.insert({ ...another(), userId: 'ada' }) })
   }
 }
