@@ -10,22 +10,25 @@ import { openUsersService } from '../../src/users-service.js'
 
 interface RawResponse { status: number, headers: Record<string, string>, body: string }
 
-/** Writes `raw`, half-closes, and reads the whole answer until the server closes. */
-async function exchange (port: number, raw: string | Buffer): Promise<RawResponse> {
+/** Writes `raw`, half-closes, and reads everything the server sends until it closes. */
+async function exchangeText (port: number, raw: string | Buffer): Promise<string> {
   return await new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1')
     const chunks: Buffer[] = []
     socket.on('data', (chunk: Buffer) => chunks.push(chunk))
     socket.on('error', reject)
-    socket.on('close', () => {
-      const text = Buffer.concat(chunks).toString('utf8')
-      const [head = '', ...rest] = text.split('\r\n\r\n')
-      const [statusLine = '', ...lines] = head.split('\r\n')
-      const headers = Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]))
-      resolve({ status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n') })
-    })
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')))
     socket.end(raw)
   })
+}
+
+/** Writes `raw`, half-closes, and reads the whole answer until the server closes. */
+async function exchange (port: number, raw: string | Buffer): Promise<RawResponse> {
+  const text = await exchangeText(port, raw)
+  const [head = '', ...rest] = text.split('\r\n\r\n')
+  const [statusLine = '', ...lines] = head.split('\r\n')
+  const headers = Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]))
+  return { status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n') }
 }
 
 t.test('requests the HTTP parser refuses get the contract\'s error shape, a request id and a log line', async (t) => {
@@ -137,4 +140,40 @@ t.test('a client that half-closes after its request still gets the answer (print
   const res = await exchange(port, 'GET /ready HTTP/1.0\r\n\r\n')
   t.equal(res.status, 200)
   t.same(JSON.parse(res.body), { status: 'ready' })
+})
+
+t.test('a body refused once read whole keeps the connection for the next request; one over the limit closes it', async (t) => {
+  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await service.close())
+  const app = await buildHttpApp({ service })
+  t.teardown(async () => await app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const { apiKey } = await service.createApp({ name: 'test' })
+  const put = (body: Buffer, type = 'application/json', line = 'PUT /users/ada', key = apiKey): Buffer => Buffer.concat([
+    Buffer.from(`${line} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\n\r\n`),
+    body
+  ])
+  const next = Buffer.from('GET /health HTTP/1.1\r\nHost: x\r\n\r\n')
+  // An answer's status line follows the previous answer's body directly.
+  const statuses = (text: string): number[] => [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => Number(match[1]))
+
+  const cases: Array<[string, Buffer, number[]]> = [
+    // Fastify closes the connection after any parser error; these came once the body was read.
+    ['invalid JSON', put(Buffer.from('{"name": ')), [400, 200]],
+    ['an empty body', put(Buffer.alloc(0)), [400, 200]],
+    ['bytes that are not UTF-8', put(Buffer.from([0x7b, 0xff, 0x7d])), [400, 200]],
+    // Refused from its headers: Node reads past the unread body to the next request.
+    ['a refused charset', put(Buffer.from('{}'), 'application/json; charset=latin1'), [415, 200]],
+    ['a wrong key', put(Buffer.from('{}'), 'application/json', 'PUT /users/ada', 'klaim_sk_wrong'), [401, 200]],
+    ['an unknown method', put(Buffer.from('{}'), 'application/json', 'DELETE /users/ada'), [404, 200]],
+    // Over the limit: refused from its Content-Length, and the rest may still be on its way, so
+    // nothing more is read from the connection.
+    ['a body over the limit', put(Buffer.from(`{"name": "${'x'.repeat(70_000)}"}`)), [413]]
+  ]
+  for (const [what, request, expected] of cases) {
+    const text = await exchangeText(port, Buffer.concat([request, next]))
+    t.same(statuses(text), expected, what)
+    t.equal(/^connection: close/im.test(text), expected.length === 1, `${what}: connection: close only when it closes`)
+  }
 })

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import type { FieldError } from '../../domain/errors.js'
+import { foundInWholeBody } from './json-body.js'
 import { HttpProblem, problemBody, toProblem } from './problems.js'
 import { validationProblem, type RequestPart } from './validation.js'
 
@@ -22,5 +23,7 @@ export function sendProblem (error: FastifyError | Error, request: FastifyReques
     problem = new HttpProblem(problem.statusCode, problem.code, problem.message, problem.headers, problem.errors.map(toHttpPath))
   }
   if (problem.statusCode >= 500) request.log.error({ err: error }, 'request failed')
+  // Fastify asked to close the connection, but the client has sent its whole request.
+  if (foundInWholeBody(error)) reply.removeHeader('connection')
   return reply.code(problem.statusCode).headers(problem.headers).send(problemBody(problem))
 }

@@ -7,6 +7,18 @@ export const BODY_LIMIT = 64 * 1024
 
 const NOT_JSON = Symbol('not JSON')
 
+/**
+ * The problems found in a body read whole. Fastify closes the connection after any parser error,
+ * as the client may still be sending its body; after these it has sent all of it, and the
+ * connection can carry the client's next request (see `sendProblem`).
+ */
+const WHOLE_BODY_READ = new WeakSet<HttpProblem>()
+const afterWholeBody = (problem: HttpProblem): HttpProblem => {
+  WHOLE_BODY_READ.add(problem)
+  return problem
+}
+export const foundInWholeBody = (error: unknown): boolean => error instanceof HttpProblem && WHOLE_BODY_READ.has(error)
+
 function parseJson (text: string): unknown {
   try {
     return JSON.parse(text)
@@ -55,11 +67,11 @@ export function registerJsonBody (fastify: FastifyInstance): void {
   fastify.removeAllContentTypeParsers()
   fastify.addContentTypeParser(JSON_TYPES, { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request: FastifyRequest, body: Buffer, done) => {
     if (body.length === 0) {
-      done(invalidRequest([{ path: '', message: 'must be a JSON object' }]), undefined)
+      done(afterWholeBody(invalidRequest([{ path: '', message: 'must be a JSON object' }])), undefined)
       return
     }
     const parsed = isUtf8(body) ? parseJson(body.toString('utf8')) : NOT_JSON
-    if (parsed === NOT_JSON) done(new HttpProblem(400, 'invalid_json', MESSAGES.invalidJson), undefined)
+    if (parsed === NOT_JSON) done(afterWholeBody(new HttpProblem(400, 'invalid_json', MESSAGES.invalidJson)), undefined)
     else done(null, parsed)
   })
 }
