@@ -24,7 +24,7 @@ t.test('the package is ESM with an exports map, types and the documented names',
   t.equal(pkg.type, 'module')
   t.match(pkg.exports['.'], { types: './dist/index.d.ts', import: './dist/index.js' })
   const entry = await import(join(ROOT, 'dist', 'index.js'))
-  for (const name of ['openUsersService', 'usersHttpPlugin', 'ValidationError', 'UserNotFoundError', 'UserIdTakenError', 'EmailTakenError', 'PreconditionFailedError']) {
+  for (const name of ['openUsersService', 'usersHttpPlugin', 'holdContinue', 'ValidationError', 'UserNotFoundError', 'UserIdTakenError', 'EmailTakenError', 'PreconditionFailedError']) {
     t.ok(entry[name], name)
   }
   t.match(readFileSync(join(ROOT, 'dist', 'index.d.ts'), 'utf8'), /UserRepository/)

@@ -22,6 +22,28 @@ async function exchangeText (port: number, raw: string | Buffer): Promise<string
   })
 }
 
+/**
+ * Writes `head` (a request with `Expect: 100-continue`), then `body` and a half-close only once
+ * a `100 Continue` has come; reads everything until the server closes.
+ */
+async function expectingContinue (port: number, head: string, body: string): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let text = ''
+    let sent = false
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('utf8')
+      if (!sent && text.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) {
+        sent = true
+        socket.end(body)
+      }
+    })
+    socket.on('error', reject)
+    socket.on('close', () => resolve(text))
+    socket.write(head)
+  })
+}
+
 /** Writes `raw`, half-closes, and reads the whole answer until the server closes. */
 async function exchange (port: number, raw: string | Buffer): Promise<RawResponse> {
   const text = await exchangeText(port, raw)
@@ -176,4 +198,36 @@ t.test('a body refused once read whole keeps the connection for the next request
     t.same(statuses(text), expected, what)
     t.equal(/^connection: close/im.test(text), expected.length === 1, `${what}: connection: close only when it closes`)
   }
+})
+
+t.test('Expect: 100-continue: the 100 comes once the checks made from the headers pass, or not at all', async (t) => {
+  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await service.close())
+  const app = await buildHttpApp({ service })
+  t.teardown(async () => await app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const { appId, apiKey } = await service.createApp({ name: 'test' })
+  await service.createUser({ appId, email: 'ada@example.com', userId: 'ada' })
+  const body = '{"name": "Ada"}'
+  const head = (line: string, key: string, type: string, length = body.length): string =>
+    `${line} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: ${type}\r\nContent-Length: ${length}\r\nExpect: 100-continue\r\n\r\n`
+
+  const accepted = await expectingContinue(port, head('PUT /users/ada', apiKey, 'application/json'), body)
+  t.match(accepted, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/, 'the 100, then the answer to the body sent after it')
+  t.match(accepted, /"name":"Ada"/)
+
+  // Refused from the headers: the final status at once, with no 100, so the body is never sent.
+  const refused: Array<[string, string, number]> = [
+    ['a wrong key', head('PUT /users/ada', 'klaim_sk_wrong', 'application/json'), 401],
+    ['a refused content type', head('PUT /users/ada', apiKey, 'application/json; charset=latin1'), 415],
+    ['a body over the limit', head('PUT /users/ada', apiKey, 'application/json', 70_000), 413],
+    ['an unknown route', head('DELETE /users/ada', apiKey, 'application/json'), 404]
+  ]
+  for (const [what, request, status] of refused) {
+    const text = await expectingContinue(port, request, '{"name": "Bob"}')
+    t.match(text, new RegExp(`^HTTP/1\\.1 ${status} `), what)
+    t.notMatch(text, /100 Continue/, `${what}: no 100`)
+  }
+  t.equal((await service.getUser({ appId, userId: 'ada' })).name, 'Ada', 'only the accepted body was applied')
 })

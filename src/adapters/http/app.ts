@@ -9,6 +9,7 @@ import { registerMetrics, type MetricsOptions } from './metrics.js'
 import { registerOpenApi } from './openapi.js'
 import { HealthBody, errorResponse } from './schemas.js'
 import { usersHttpPlugin, type UsersHttpService } from './users-plugin.js'
+import { holdContinue } from './expect-continue.js'
 
 export interface HttpAppOptions {
   service: UsersHttpService & { ping(): Promise<void> }
@@ -133,6 +134,8 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
   // that is any request past authentication, and /ready. Allowed half-open, Node answers them
   // and closes the connection after the last answer. (An old Node property, undocumented.)
   Object.assign(app.server, { httpAllowHalfOpen: true })
+  // The users routes send a request's `100 Continue` once it has passed its checks.
+  holdContinue(app.server)
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)

@@ -56,6 +56,9 @@ export function refusedBody (request: FastifyRequest): HttpProblem | undefined {
   return undefined
 }
 
+/** Whether Fastify refuses the body from its `Content-Length` alone (413), before reading it. */
+export const overTheLimit = (request: FastifyRequest): boolean => Number(request.headers['content-length']) > BODY_LIMIT
+
 /**
  * Parses JSON bodies with `JSON.parse` as is: keys like `__proto__` become plain own properties
  * (the domain then refuses them by name), where Fastify's default parser would reject the whole

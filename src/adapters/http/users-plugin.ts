@@ -9,7 +9,8 @@ import type { StoredResponse, UnitOfWork, UserSnapshot } from '../../application
 import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
 import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
-import { refusedBody, registerJsonBody } from './json-body.js'
+import { sendContinue } from './expect-continue.js'
+import { overTheLimit, refusedBody, registerJsonBody } from './json-body.js'
 import { HttpProblem, invalidRequest, problemBody, toProblem, unauthorized } from './problems.js'
 import { CREATE_RESPONSES, GET_RESPONSES, READ_RESPONSES, UPDATE_RESPONSES } from './responses.js'
 import { CreateUserBody, EmptyBody, IdempotencyHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
@@ -120,7 +121,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
 
   // onRequest: the key is checked before the body is read, so a 401 comes before 415 and 413;
   // the per-key limit right after it, so a 429 does too; then the body's declared type and
-  // coding, so a 415 comes before 413. The same read fetches the user named in the path, which
+  // coding, so a 415 comes before 413; and only then is a `100 Continue` sent. The same read fetches the user named in the path, which
   // the route then needs not read again (an update under an Idempotency-Key starts its
   // transaction from it too; see updateUserProfile).
   fastify.addHook('onRequest', async (request, reply) => {
@@ -136,6 +137,9 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     if (perKey > 0) await limit(keyLimit, request, reply)
     const refused = refusedBody(request)
     if (refused !== undefined) throw refused
+    // A client that sent `Expect: 100-continue` waits for this before it sends its body (see
+    // holdContinue); a body over the limit is refused without it.
+    if (!overTheLimit(request)) sendContinue(request.raw, reply.raw)
   })
 
   // Fastify checks params, then body, then headers; the contract wants the headers before the body.
