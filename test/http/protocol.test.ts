@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { buildHttpApp, loggerOptions } from '../../src/adapters/http/app.js'
-import { openUsersService } from '../../src/users-service.js'
+import { openUsersService, type UsersService } from '../../src/users-service.js'
 
 // Requests that Node's HTTP parser refuses never reach Fastify's routing, so `inject` cannot
 // send them: these tests talk to a listening server over a socket, byte for byte.
@@ -42,6 +42,16 @@ async function expectingContinue (port: number, head: string, body: string): Pro
     socket.on('close', () => resolve(text))
     socket.write(head)
   })
+}
+
+/** The service over an in-memory database, listening on a free loopback port until the test ends. */
+async function listening (t: Test): Promise<{ service: UsersService, port: number }> {
+  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await service.close())
+  const app = await buildHttpApp({ service })
+  t.teardown(async () => await app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  return { service, port: (app.server.address() as { port: number }).port }
 }
 
 /** Writes `raw`, half-closes, and reads the whole answer until the server closes. */
@@ -165,12 +175,7 @@ t.test('a client that half-closes after its request still gets the answer (print
 })
 
 t.test('a body refused once read whole keeps the connection for the next request; one over the limit closes it', async (t) => {
-  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
-  t.teardown(async () => await service.close())
-  const app = await buildHttpApp({ service })
-  t.teardown(async () => await app.close())
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const { port } = app.server.address() as { port: number }
+  const { service, port } = await listening(t)
   const { apiKey } = await service.createApp({ name: 'test' })
   const put = (body: Buffer, type = 'application/json', line = 'PUT /users/ada', key = apiKey): Buffer => Buffer.concat([
     Buffer.from(`${line} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: ${type}\r\nContent-Length: ${body.length}\r\n\r\n`),
@@ -201,12 +206,7 @@ t.test('a body refused once read whole keeps the connection for the next request
 })
 
 t.test('Expect: 100-continue: the 100 comes once the checks made from the headers pass, or not at all', async (t) => {
-  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
-  t.teardown(async () => await service.close())
-  const app = await buildHttpApp({ service })
-  t.teardown(async () => await app.close())
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const { port } = app.server.address() as { port: number }
+  const { service, port } = await listening(t)
   const { appId, apiKey } = await service.createApp({ name: 'test' })
   await service.createUser({ appId, email: 'ada@example.com', userId: 'ada' })
   const body = '{"name": "Ada"}'
