@@ -3,13 +3,13 @@ import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sendProblem } from './error-handler.js'
+import { holdContinue } from './expect-continue.js'
 import { FIELD_MESSAGES } from '../../domain/profile-rules.js'
 import { HttpProblem, invalidRequest, MESSAGES, problemBody } from './problems.js'
 import { registerMetrics, type MetricsOptions } from './metrics.js'
 import { registerOpenApi } from './openapi.js'
 import { HealthBody, errorResponse } from './schemas.js'
 import { usersHttpPlugin, type UsersHttpService } from './users-plugin.js'
-import { holdContinue } from './expect-continue.js'
 
 export interface HttpAppOptions {
   service: UsersHttpService & { ping(): Promise<void> }

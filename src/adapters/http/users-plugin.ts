@@ -121,9 +121,9 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
 
   // onRequest: the key is checked before the body is read, so a 401 comes before 415 and 413;
   // the per-key limit right after it, so a 429 does too; then the body's declared type and
-  // coding, so a 415 comes before 413; and only then is a `100 Continue` sent. The same read fetches the user named in the path, which
-  // the route then needs not read again (an update under an Idempotency-Key starts its
-  // transaction from it too; see updateUserProfile).
+  // coding, so a 415 comes before 413; and only then is a `100 Continue` sent. The same read
+  // fetches the user named in the path, which the route then needs not read again (an update
+  // under an Idempotency-Key starts its transaction from it too; see updateUserProfile).
   fastify.addHook('onRequest', async (request, reply) => {
     const key = BEARER.exec(request.headers.authorization ?? '')?.[1]
     const found = key === undefined ? undefined : await service.authenticate(key, (request.params as { user_id?: string }).user_id)
