@@ -5,11 +5,10 @@ import t, { type Test } from 'tap'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { heldOutcome, PostgresPipeline } from '../../src/adapters/persistence/postgres-pipeline.js'
 import { HeldWritesInDoubt } from '../../src/adapters/persistence/prepared.js'
-import { UserIdTakenError, UserNotFoundError } from '../../src/domain/errors.js'
 import { postgresOrSkip } from '../helpers/databases.js'
 import { freshClient, runHotStatements } from '../helpers/fixtures.js'
 import { silenceableProxy } from '../helpers/silenceable-proxy.js'
-import { guardedCases } from '../helpers/guarded.js'
+import { checkErrorAnswers, guardedCases } from '../helpers/guarded.js'
 import { sampleUser } from '../helpers/users.js'
 
 const postgres = postgresOrSkip(t, 'the pipelined-connection tests')
@@ -331,17 +330,8 @@ if (postgres !== undefined) {
     t.notOk(await exists(stale.lost), 'the refused run\'s insert was undone')
     t.ok(await exists(stale.kept))
 
-    // The use case's own answer (a 404 from what it read): answered from the first run, nothing made.
-    const answered = await cases.answering()
-    t.equal(answered.runs, 1)
-    t.type(answered.error, UserNotFoundError)
-    t.notOk(await exists(answered.inserted))
-
-    // A failure: the ordinary transaction runs it again, and its error is the answer; nothing lands.
-    const failed = await cases.failing()
-    t.equal(failed.runs, 2)
-    t.type(failed.error, UserIdTakenError)
-    t.notOk(await exists(failed.inserted))
+    // The use case's own answer, from the first run; a failure, run again; nothing lands.
+    await checkErrorAnswers(t, cases)
 
     // The connection lost with the COMMIT sent: they may have been made, so it is not run again.
     const transaction = PostgresPipeline.prototype.transaction

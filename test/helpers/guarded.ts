@@ -1,6 +1,7 @@
 import type { Persistence } from '../../src/adapters/persistence/open-persistence.js'
 import type { UnitOfWork } from '../../src/application/ports.js'
-import { UserNotFoundError } from '../../src/domain/errors.js'
+import type { Test } from 'tap'
+import { UserIdTakenError, UserNotFoundError } from '../../src/domain/errors.js'
 import type { User } from '../../src/domain/user.js'
 import { sampleUser } from './users.js'
 
@@ -73,4 +74,21 @@ export function guardedCases (persistence: Persistence, appId: string) {
     /** Inserts `inserted`, then a user whose user_id is taken; `error` is the answer. */
     failing: async () => await insertThen(async (uow) => { await uow.users.insert({ ...another(), userId: 'ada' }) })
   }
+}
+
+/**
+ * The two error answers every guarded transaction gives alike, whatever the database: the use
+ * case's own answer (a 404 from what it read) from the first run, nothing made; and a failure,
+ * which the ordinary transaction runs again, its error the answer, nothing landing.
+ */
+export async function checkErrorAnswers (t: Test, cases: ReturnType<typeof guardedCases>): Promise<void> {
+  const answered = await cases.answering()
+  t.equal(answered.runs, 1)
+  t.type(answered.error, UserNotFoundError)
+  t.notOk(await cases.exists(answered.inserted))
+
+  const failed = await cases.failing()
+  t.equal(failed.runs, 2)
+  t.type(failed.error, UserIdTakenError)
+  t.notOk(await cases.exists(failed.inserted))
 }

@@ -12,9 +12,8 @@ import { isUnavailable } from '../../src/adapters/persistence/database-errors.js
 import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
 import { HOT_STATEMENTS } from '../../src/adapters/persistence/prepared.js'
 import { SqliteThread } from '../../src/adapters/persistence/sqlite-thread.js'
-import { UserIdTakenError, UserNotFoundError } from '../../src/domain/errors.js'
 import type { User } from '../../src/domain/user.js'
-import { guardedCases } from '../helpers/guarded.js'
+import { checkErrorAnswers, guardedCases } from '../helpers/guarded.js'
 import { sampleUser } from '../helpers/users.js'
 
 /** A folder of its own for the test, removed at its end. */
@@ -259,17 +258,8 @@ t.test('a guarded transaction on a file database: its writes go to the SQLite th
   }), 0)
   t.equal(runs, 2)
 
-  // The use case's own answer (a 404 from what it read): answered from the first run, nothing made.
-  const answered = await cases.answering()
-  t.equal(answered.runs, 1)
-  t.type(answered.error, UserNotFoundError)
-  t.notOk(await exists(answered.inserted))
-
-  // A failure: the ordinary transaction runs it again, and its error is the answer; nothing lands.
-  const failed = await cases.failing()
-  t.equal(failed.runs, 2)
-  t.type(failed.error, UserIdTakenError)
-  t.notOk(await exists(failed.inserted))
+  // The use case's own answer, from the first run; a failure, run again; nothing lands.
+  await checkErrorAnswers(t, cases)
 
   // The event loop's connection holds the write lock: the thread cannot begin, and the ordinary
   // transaction waits for the lock.
