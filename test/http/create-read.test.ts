@@ -71,6 +71,10 @@ eachDatabase(t, (t, db) => {
     t.equal(get.headers.etag, `"${created.klaim_id}.1"`)
     t.same((await client.request({ method: 'POST', url: '/users/ada' })).json(), expected)
     t.same((await client.request({ method: 'POST', url: '/users/ada', payload: {} })).json(), expected)
+    // Zero bytes are no body, as a client that always sends a JSON Content-Type sends them.
+    const empty = await client.request({ method: 'POST', url: '/users/ada', payload: '', headers: { 'content-type': 'application/json', 'content-length': '0' } })
+    t.equal(empty.statusCode, 200, 'an empty JSON body is no body')
+    t.same(empty.json(), expected)
     for (const payload of ['{"name": "x"}', 'null', '[]']) {
       const res = await client.request({ method: 'POST', url: '/users/ada', payload, headers: { 'content-type': 'application/json' } })
       t.equal(res.statusCode, 400, payload)

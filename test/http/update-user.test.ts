@@ -215,5 +215,11 @@ eachDatabase(t, (t, db) => {
       t.equal(res.statusCode, 400)
       t.same(res.json(), { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '', message: 'must be a JSON object' }] })
     }
+    const empty = { 'content-type': 'application/json', 'content-length': '0' }
+    const res = await client.request({ method: 'PUT', url: '/users/ada', payload: '', headers: empty })
+    t.same(res.json(), { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '', message: 'must be a JSON object' }] }, 'zero bytes are no body')
+    // The missing body is found with the schema's checks, so after the path and the headers.
+    const headerFirst = await client.request({ method: 'PUT', url: '/users/ada', payload: '', headers: { ...empty, 'if-match': 'bad' } })
+    t.same(headerFirst.json().errors.map((e: { path: string }) => e.path), ['/header/if-match'], 'the headers come first')
   })
 })

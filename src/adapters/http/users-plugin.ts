@@ -204,7 +204,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   fastify.get('/users/:user_id', { schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user' } }, async (request, reply) =>
     sendRead(reply, await read(request, undefined, request.params.user_id)))
   fastify.post('/users/:user_id', {
-    schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent or `{}`.', body: EmptyBody }
+    schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent, empty (zero bytes) or `{}`.', body: EmptyBody }
   }, async (request, reply) =>
     sendRead(reply, await read(request, request.body, request.params.user_id)))
 
