@@ -207,6 +207,31 @@ eachDatabase(t, (t, db) => {
     t.equal((await client.put('a/b', {})).statusCode, 404, 'an encoded slash is part of the id')
   })
 
+  t.test('a name twice in one object is a 400 naming it, with the body\'s other errors; nothing is stored', async (t) => {
+    const client = await freshClient(t, db)
+    const created = await withUser(client)
+    const json = { 'content-type': 'application/json' }
+    const put = async (payload: string, headers = {}) => await client.request({ method: 'PUT', url: '/users/ada', payload, headers: { ...json, ...headers } })
+    const twice = await put('{"name": "Eve", "name": "Ada"}')
+    t.equal(twice.statusCode, 400)
+    t.same(twice.json(), { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/name', message: 'must appear only once in its object' }] })
+    // Escapes do not hide a repeat; the same name in different objects is no repeat.
+    const nested = await put('{"metadata": {"plan": {"x": 1}, "n": [{"a~/": 1, "a\\u007e/": 2}], "pl\\u0061n": 2}, "bad": 1, "name": 3}')
+    t.same(nested.json().errors, [
+      { path: '/bad', message: 'is not a known field' },
+      { path: '/name', message: 'must be a string of 1 to 200 characters (after trimming), or null' },
+      { path: '/metadata/n/0/a~0~1', message: 'must appear only once in its object' },
+      { path: '/metadata/plan', message: 'must appear only once in its object' }
+    ], 'every offending field of the body at once')
+    t.same((await put('{"if-match": 1}', { 'if-match': 'bad' })).json().errors, [{ path: '/header/if-match', message: 'must be * or a list of entity tags' }], 'the headers come first')
+    t.same((await put('{"metadata": {"a": {"x": 1}, "b": {"x": 1}}, "name": "x\\",\\"name"}')).statusCode, 200, 'no repeat')
+    const create = await client.request({ method: 'POST', url: '/users', payload: '{"email": "bob@example.com", "email": "eve@example.com"}', headers: json })
+    t.same(create.json().errors, [{ path: '/email', message: 'must appear only once in its object' }], 'on create too')
+    const read = (await client.request({ method: 'GET', url: '/users/ada' })).json()
+    t.same(read, { ...created, message: 'fetch resource successfully', name: 'x","name', metadata: { plan: 'free', keep: 1, a: { x: 1 }, b: { x: 1 } }, updated_at: read.updated_at }, 'only the request without a repeat changed the user')
+    t.equal((await client.request({ method: 'GET', url: '/users/bob' })).statusCode, 404, 'nothing created')
+  })
+
   t.test('a body is required on PUT', async (t) => {
     const client = await freshClient(t, db)
     await withUser(client)

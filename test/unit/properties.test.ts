@@ -1,9 +1,10 @@
 import fc from 'fast-check'
 import t from 'tap'
+import { repeatedNames, REPEATED_NAME_MESSAGE } from '../../src/adapters/http/json-body.js'
 import { validatorCompiler } from '../../src/adapters/http/validation.js'
 import { Email, Name, UserId } from '../../src/adapters/http/schemas.js'
 import { ValidationError } from '../../src/domain/errors.js'
-import { jsonEqual, mergePatch } from '../../src/domain/metadata.js'
+import { jsonEqual, mergePatch, pointer } from '../../src/domain/metadata.js'
 import { parseProfileChanges } from '../../src/domain/profile-rules.js'
 import type { JsonObject, JsonValue } from '../../src/domain/user.js'
 
@@ -93,4 +94,48 @@ t.test('merge patch: RFC 7396 properties on random documents', async (t) => {
   }), params)
   fc.assert(fc.property(stored, (target) => jsonEqual(mergePatch(target, {}), target) && jsonEqual(mergePatch({}, target), target)), params)
   t.pass('merge patch properties hold')
+})
+
+/** A name in JSON with every UTF-16 unit escaped, as `"\u0061"` for `"a"`: the same name to a parser. */
+const escapedName = (name: string): string =>
+  `"${Array.from({ length: name.length }, (_, i) => `\\u${name.charCodeAt(i).toString(16).padStart(4, '0')}`).join('')}"`
+
+/**
+ * `value` as JSON text, in which its `target`-th non-empty object (children first) writes its
+ * first member a second time, under an escaped name; and that member's path, if there was one.
+ */
+function writtenTwice (value: JsonValue, target: number): { text: string, path: string | undefined } {
+  let objects = 0
+  let path: string | undefined
+  const write = (v: JsonValue, at: string): string => {
+    if (Array.isArray(v)) return `[ ${v.map((x, i) => write(x, pointer(at, i))).join(' , ')} ]`
+    if (v === null || typeof v !== 'object') return JSON.stringify(v)
+    const entries = Object.entries(v)
+    const members = entries.map(([k, x]) => `${JSON.stringify(k)} : ${write(x as JsonValue, pointer(at, k))}`)
+    const first = entries[0]
+    if (first !== undefined && objects++ === target) {
+      path = pointer(at, first[0])
+      members.push(`${escapedName(first[0])}:${JSON.stringify(first[1])}`)
+    }
+    return `{ ${members.join(' , ')} }`
+  }
+  return { text: write(value, ''), path }
+}
+
+// Names with the characters a scanner of JSON text could trip on: quotes, backslashes, the
+// pointer's escapes, braces and brackets, commas and colons, astral characters.
+const trickyName = fc.string({ unit: fc.constantFrom('a', '"', '\\', '~', '/', '{', '}', '[', ']', ',', ':', '😀', '\u0000'), maxLength: 4 })
+const tricky = fc.letrec<{ value: JsonValue, object: JsonObject }>((tie) => ({
+  value: fc.oneof({ depthSize: 'small' }, leaf, trickyName, fc.array(tie('value'), { maxLength: 3 }), tie('object')),
+  object: fc.dictionary(trickyName, tie('value'), { maxKeys: 4 }) as fc.Arbitrary<JsonObject>
+}))
+
+t.test('repeated names: found exactly where a member is written twice, at any depth', async (t) => {
+  fc.assert(fc.property(tricky.object, (doc) => repeatedNames(JSON.stringify(doc)).length === 0 && repeatedNames(JSON.stringify(doc, null, 2)).length === 0), params)
+  fc.assert(fc.property(tricky.object, fc.nat({ max: 8 }), (doc, target) => {
+    const { text, path } = writtenTwice(doc, target)
+    return jsonEqual(JSON.parse(text) as JsonValue, doc) &&
+      jsonEqual(repeatedNames(text) as unknown as JsonValue, path === undefined ? [] : [{ path, message: REPEATED_NAME_MESSAGE }])
+  }), params)
+  t.pass('repeated names are found where they are, and only there')
 })

@@ -1,5 +1,7 @@
 import { isUtf8 } from 'node:buffer'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FieldError } from '../../domain/errors.js'
+import { isPlainObject, pointer } from '../../domain/metadata.js'
 import { HttpProblem, MESSAGES } from './problems.js'
 
 const JSON_TYPES = ['application/json', 'application/merge-patch+json']
@@ -59,6 +61,77 @@ export function refusedBody (request: FastifyRequest): HttpProblem | undefined {
 /** Whether Fastify refuses the body from its `Content-Length` alone (413), before reading it. */
 export const overTheLimit = (request: FastifyRequest): boolean => Number(request.headers['content-length']) > BODY_LIMIT
 
+/** An object or array being read by `repeatedNames`, with what is needed to name its members. */
+interface Container {
+  readonly parent: Container | undefined
+  /** Its name in its parent object, or its index in its parent array. */
+  readonly key: string | number
+  /** The names seen so far, for an object; `undefined` for an array. */
+  readonly names: Set<string> | undefined
+  /** The name of the member being read, or the index of the element being read. */
+  at: string | number
+}
+
+function pathOf (container: Container): string {
+  const keys: Array<string | number> = []
+  for (let c: Container | undefined = container; c.parent !== undefined; c = c.parent) keys.push(c.key)
+  return keys.reduceRight<string>((path, key) => pointer(path, key), '')
+}
+
+/** Where the string that opens at `start` closes: the next quote not escaped by a backslash. */
+function closingQuote (text: string, start: number): number {
+  let end = text.indexOf('"', start + 1)
+  while (end !== -1) {
+    let backslashes = 0
+    while (text.charCodeAt(end - 1 - backslashes) === 0x5c) backslashes++
+    if (backslashes % 2 === 0) return end
+    end = text.indexOf('"', end + 1)
+  }
+  return text.length // not reached for valid JSON, which the text is
+}
+
+export const REPEATED_NAME_MESSAGE = 'must appear only once in its object'
+
+/**
+ * The members of `text`, valid JSON, whose name an earlier member of the same object has, as the
+ * contract's field errors (`/name`, `/metadata/plan`). `JSON.parse` keeps the last of them;
+ * other parsers keep the first or refuse the text (RFC 8259 leaves it open, I-JSON forbids it),
+ * so a body that has them means different things to different readers, and is refused.
+ */
+export function repeatedNames (text: string): FieldError[] {
+  const found: FieldError[] = []
+  let open: Container | undefined
+  let expectingName = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) { // "
+      const end = closingQuote(text, i)
+      if (expectingName && open?.names !== undefined) {
+        const raw = text.slice(i + 1, end)
+        const name = raw.includes('\\') ? JSON.parse(text.slice(i, end + 1)) as string : raw
+        if (open.names.has(name)) found.push({ path: pointer(pathOf(open), name), message: REPEATED_NAME_MESSAGE })
+        else open.names.add(name)
+        open.at = name
+        expectingName = false
+      }
+      i = end
+    } else if (c === 0x7b || c === 0x5b) { // { [
+      open = { parent: open, key: open?.at ?? '', names: c === 0x7b ? new Set() : undefined, at: 0 }
+      expectingName = c === 0x7b
+    } else if (c === 0x2c) { // ,
+      if (open?.names !== undefined) expectingName = true
+      else if (open !== undefined) open.at = (open.at as number) + 1
+    } else if (c === 0x7d || c === 0x5d) { // } ]
+      open = open?.parent
+    }
+  }
+  return found
+}
+
+/** The repeated names found in a request's body by the parser below, if it had any. */
+const REPEATED_NAMES = new WeakMap<FastifyRequest, FieldError[]>()
+export const repeatedNamesOf = (request: FastifyRequest): FieldError[] | undefined => REPEATED_NAMES.get(request)
+
 /**
  * Parses JSON bodies with `JSON.parse` as is: keys like `__proto__` become plain own properties
  * (the domain then refuses them by name), where Fastify's default parser would reject the whole
@@ -68,7 +141,7 @@ export const overTheLimit = (request: FastifyRequest): boolean => Number(request
  */
 export function registerJsonBody (fastify: FastifyInstance): void {
   fastify.removeAllContentTypeParsers()
-  fastify.addContentTypeParser(JSON_TYPES, { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request: FastifyRequest, body: Buffer, done) => {
+  fastify.addContentTypeParser(JSON_TYPES, { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (request: FastifyRequest, body: Buffer, done) => {
     // Zero bytes of JSON are no body, as a client that always sends `Content-Type` sends them:
     // the route then answers as for a request without one (its schema checked after the path and
     // the headers, as the contract orders them), and the POST read alias reads.
@@ -76,8 +149,17 @@ export function registerJsonBody (fastify: FastifyInstance): void {
       done(null, undefined)
       return
     }
-    const parsed = isUtf8(body) ? parseJson(body.toString('utf8')) : NOT_JSON
-    if (parsed === NOT_JSON) done(afterWholeBody(new HttpProblem(400, 'invalid_json', MESSAGES.invalidJson)), undefined)
-    else done(null, parsed)
+    const text = isUtf8(body) ? body.toString('utf8') : undefined
+    const parsed = text === undefined ? NOT_JSON : parseJson(text)
+    if (parsed === NOT_JSON) {
+      done(afterWholeBody(new HttpProblem(400, 'invalid_json', MESSAGES.invalidJson)), undefined)
+      return
+    }
+    // Found here, refused with the body's other errors, once the path and headers have passed.
+    if (isPlainObject(parsed)) {
+      const repeated = repeatedNames(text as string)
+      if (repeated.length > 0) REPEATED_NAMES.set(request, repeated)
+    }
+    done(null, parsed)
   })
 }

@@ -10,7 +10,7 @@ import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
 import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
 import { sendContinue } from './expect-continue.js'
-import { overTheLimit, refusedBody, registerJsonBody } from './json-body.js'
+import { overTheLimit, refusedBody, registerJsonBody, repeatedNamesOf } from './json-body.js'
 import { HttpProblem, invalidRequest, problemBody, toProblem, unauthorized } from './problems.js'
 import { CREATE_RESPONSES, GET_RESPONSES, READ_RESPONSES, UPDATE_RESPONSES } from './responses.js'
 import { CreateUserBody, EmptyBody, IdempotencyHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
@@ -142,7 +142,8 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     if (!overTheLimit(request)) sendContinue(request.raw, reply.raw)
   })
 
-  // Fastify checks params, then body, then headers; the contract wants the headers before the body.
+  // Fastify checks params, then body, then headers; the contract wants the headers before the body,
+  // and the body's repeated names (see repeatedNames) with its other errors.
   async function pathThenHeaders (request: FastifyRequest): Promise<void> {
     const checkParams = request.getValidationFunction('params')
     if (checkParams !== undefined && !checkParams(request.params)) throw validationProblem('params', checkParams.errors ?? [])
@@ -159,6 +160,12 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       }
     }
     if (errors.length > 0) throw invalidRequest(errors)
+    const repeated = repeatedNamesOf(request)
+    if (repeated !== undefined) {
+      const checkBody = request.getValidationFunction('body')
+      const schemaErrors = checkBody === undefined || checkBody(request.body) ? [] : checkBody.errors ?? []
+      throw validationProblem('body', schemaErrors, request.body, repeated)
+    }
   }
 
   /** Runs a write, under its Idempotency-Key when the request has one. */

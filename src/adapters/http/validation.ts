@@ -31,16 +31,17 @@ function toFieldError (part: RequestPart, error: ErrorObject): FieldError {
 }
 
 /**
- * Turns the schema errors of one part of a request into the contract's 400. For a body it also
- * lists what only the domain checks (metadata keys and values), so the client sees every
- * offending field at once.
+ * Turns the schema errors of one part of a request into the contract's 400, with `alsoFound`,
+ * what the caller found besides (a body's repeated names). For a body it also lists what only the
+ * domain checks (metadata keys and values), so the client sees every offending field at once.
  */
-export function validationProblem (part: RequestPart, errors: ErrorObject[], body?: unknown): HttpProblem {
+export function validationProblem (part: RequestPart, errors: ErrorObject[], body?: unknown, alsoFound: FieldError[] = []): HttpProblem {
   const byPath = new Map<string, FieldError>()
   for (const error of errors) {
     const fieldError = toFieldError(part, error)
     if (!byPath.has(fieldError.path)) byPath.set(fieldError.path, fieldError)
   }
+  for (const e of alsoFound) if (!byPath.has(e.path)) byPath.set(e.path, e)
   if (part === 'body' && isPlainObject(body) && isPlainObject(body.metadata) && !byPath.has('/metadata')) {
     const metadataErrors: FieldError[] = []
     checkMetadataPatch(body.metadata, '/metadata', metadataErrors)
