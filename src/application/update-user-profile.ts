@@ -1,5 +1,5 @@
 import { PreconditionFailedError, UserIdTakenError, UserNotFoundError, ValidationError } from '../domain/errors.js'
-import { ifMatchAllows, parseIfMatch, type IfMatch } from '../domain/if-match.js'
+import { ifMatchAllows, ifNoneMatchAllows, parseIfMatch, parseIfNoneMatch } from '../domain/if-match.js'
 import { applyProfileChanges, FIELD_MESSAGES, isValidUserId, parseProfileChanges } from '../domain/profile-rules.js'
 import { toProfile, userEtag, type UserProfile } from '../domain/user.js'
 import type { Clock, Transactor, UnitOfWork, UserSnapshot } from './ports.js'
@@ -12,6 +12,11 @@ export interface UpdateUserProfileCommand {
   changes: unknown
   /** An `If-Match` value: `*` or entity tags; the update happens only when one matches. */
   ifMatch?: string | undefined
+  /**
+   * An `If-None-Match` value: `*` or entity tags; the update happens only when none matches
+   * (weakly: `W/"x"` matches `"x"`). `*` matches any user, so it always refuses an update.
+   */
+  ifNoneMatch?: string | undefined
   /**
    * A read of this user made earlier in the request, to start from. Only the first attempt does
    * (inside `uow` too): if the user has changed since, its write is refused, and the next attempt,
@@ -43,11 +48,12 @@ export function snapshotOf (command: { appId: string, snapshot?: UserSnapshot | 
   return snapshot?.appId === command.appId && snapshot.userId === userId ? snapshot : undefined
 }
 
-function checkIfMatch (value: string | undefined): IfMatch | undefined {
+/** Parses a precondition's value; a `ValidationError` naming `path` when it is not one. */
+function checkCondition<T> (value: string | undefined, parse: (value: string) => T | undefined, path: string): T | undefined {
   if (value === undefined) return undefined
   // In-process callers in plain JavaScript can pass anything.
-  const parsed = typeof value === 'string' ? parseIfMatch(value) : undefined
-  if (parsed === undefined) throw new ValidationError([{ path: '/ifMatch', message: IF_MATCH_MESSAGE }])
+  const parsed = typeof value === 'string' ? parse(value) : undefined
+  if (parsed === undefined) throw new ValidationError([{ path, message: IF_MATCH_MESSAGE }])
   return parsed
 }
 
@@ -58,8 +64,8 @@ function checkIfMatch (value: string | undefined): IfMatch | undefined {
  * `snapshot` to save the first read.
  *
  * Throws, in this order: `ValidationError` (bad input), `UserNotFoundError`,
- * `PreconditionFailedError` (`ifMatch` matches no current tag), `ValidationError` (merged
- * metadata over a limit), `UserIdTakenError`, `EmailTakenError`.
+ * `PreconditionFailedError` (`ifMatch` matches no current tag, or `ifNoneMatch` matches it),
+ * `ValidationError` (merged metadata over a limit), `UserIdTakenError`, `EmailTakenError`.
  */
 export function updateUserProfile ({ transactor, clock }: { transactor: Transactor, clock: Clock }) {
   // A transaction that runs again calls this function again, with the same command: a snapshot
@@ -74,7 +80,8 @@ export function updateUserProfile ({ transactor, clock }: { transactor: Transact
 
   return async function (command: UpdateUserProfileCommand, uow?: UnitOfWork): Promise<UserProfile> {
     const userId = checkUserIdArgument(command.userId)
-    const condition = checkIfMatch(command.ifMatch)
+    const ifMatch = checkCondition(command.ifMatch, parseIfMatch, '/ifMatch')
+    const ifNoneMatch = checkCondition(command.ifNoneMatch, parseIfNoneMatch, '/ifNoneMatch')
     const changes = parseProfileChanges(command.changes)
     checkAppIdArgument(command.appId)
 
@@ -88,7 +95,8 @@ export function updateUserProfile ({ transactor, clock }: { transactor: Transact
       const current = snapshot !== undefined ? snapshot.user : await users.findByUserId(command.appId, userId)
       snapshot = undefined
       if (current === undefined) throw new UserNotFoundError()
-      if (condition !== undefined && !ifMatchAllows(condition, userEtag(current))) throw new PreconditionFailedError()
+      if (ifMatch !== undefined && !ifMatchAllows(ifMatch, userEtag(current))) throw new PreconditionFailedError()
+      if (ifNoneMatch !== undefined && !ifNoneMatchAllows(ifNoneMatch, userEtag(current))) throw new PreconditionFailedError('ifNoneMatch')
       const next = applyProfileChanges(current, changes, clock.now())
       if (next === current) return toProfile(current)
       // The unique index decides races; this read only makes a double conflict name user_id first.

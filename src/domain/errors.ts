@@ -50,11 +50,17 @@ export class EmailTakenError extends UsersError {
   }
 }
 
+/** The messages of a 412: `If-Match` matched no current tag; `If-None-Match` matched it. */
+export const PRECONDITION_MESSAGES = {
+  ifMatch: 'The user was modified since it was read.',
+  ifNoneMatch: 'The user matches If-None-Match.'
+} as const
+
 export class PreconditionFailedError extends UsersError {
   readonly code = 'precondition_failed'
 
-  constructor () {
-    super('The user was modified since it was read.')
+  constructor (failed: keyof typeof PRECONDITION_MESSAGES = 'ifMatch') {
+    super(PRECONDITION_MESSAGES[failed])
   }
 }
 

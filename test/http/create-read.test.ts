@@ -80,6 +80,31 @@ eachDatabase(t, (t, db) => {
       t.equal(res.statusCode, 400, payload)
       t.equal(res.json().code, 'validation_failed')
     }
+    // If-None-Match: a 304 while the client's copy is current; the POST alias answers 412.
+    const etag = get.headers.etag as string
+    for (const current of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+      const notModified = await client.request({ method: 'GET', url: '/users/ada', headers: { 'if-none-match': current } })
+      t.equal(notModified.statusCode, 304, current)
+      t.equal(notModified.body, '', 'no body')
+      t.equal(notModified.headers.etag, etag)
+      t.equal(notModified.headers['content-type'], 'application/json; charset=utf-8')
+    }
+    const head = await client.request({ method: 'HEAD', url: '/users/ada', headers: { 'if-none-match': etag } })
+    t.equal(head.statusCode, 304)
+    const changed = await client.request({ method: 'GET', url: '/users/ada', headers: { 'if-none-match': '"other", W/"older"' } })
+    t.equal(changed.statusCode, 200)
+    t.same(changed.json(), expected)
+    const post = await client.request({ method: 'POST', url: '/users/ada', headers: { 'if-none-match': etag } })
+    t.equal(post.statusCode, 412)
+    t.same(post.json(), { message: 'The user matches If-None-Match.', code: 'precondition_failed' })
+    t.equal(post.headers.etag, undefined)
+    t.equal((await client.request({ method: 'POST', url: '/users/ada', headers: { 'if-none-match': '"other"' } })).statusCode, 200)
+    t.equal((await client.request({ method: 'GET', url: '/users/nobody', headers: { 'if-none-match': '*' } })).statusCode, 404, 'a missing user is a 404 whatever it says')
+    const bad = await client.request({ method: 'GET', url: '/users/nobody', headers: { 'if-none-match': 'not-a-tag' } })
+    t.same(bad.json(), { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/header/if-none-match', message: 'must be * or a list of entity tags' }] }, 'a bad value is a 400, before the lookup')
+    const badFirst = await client.request({ method: 'POST', url: '/users/ada', payload: 'null', headers: { 'content-type': 'application/json', 'if-none-match': 'not-a-tag' } })
+    t.same(badFirst.json().errors, [{ path: '/header/if-none-match', message: 'must be * or a list of entity tags' }], 'the headers before the body')
+
     const missing = await client.request({ method: 'GET', url: '/users/nobody' })
     t.equal(missing.statusCode, 404)
     t.same(missing.json(), { message: 'Can not find user with the given user_id.', code: 'user_not_found' })

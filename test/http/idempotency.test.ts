@@ -70,6 +70,7 @@ eachDatabase(t, (t, db) => {
       await client.put('ada', { name: 'B' }, key),
       await client.put('bob', { name: 'A' }, key),
       await client.put('ada', { name: 'A' }, { ...key, 'if-match': '*' }),
+      await client.put('ada', { name: 'A' }, { ...key, 'if-none-match': '"x"' }),
       await client.request({ method: 'PATCH', url: '/users/ada', payload: { name: 'A' }, headers: key }),
       await client.request({ method: 'POST', url: '/users', payload: { email: 'new@example.com' }, headers: key })
     ]) {

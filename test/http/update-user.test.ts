@@ -125,6 +125,30 @@ eachDatabase(t, (t, db) => {
     t.same(bad.json(), { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/header/if-match', message: 'must be * or a list of entity tags' }] })
   })
 
+  t.test('If-None-Match: a matching, weak-matching or * tag is 412 and changes nothing; another tag updates', async (t) => {
+    const client = await freshClient(t, db)
+    await withUser(client)
+    const etag = (await client.request({ method: 'GET', url: '/users/ada' })).headers.etag as string
+    const matches = { message: 'The user matches If-None-Match.', code: 'precondition_failed' }
+    for (const current of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+      const res = await client.put('ada', { name: 'C' }, { 'if-none-match': current })
+      t.equal(res.statusCode, 412, current)
+      t.same(res.json(), matches)
+    }
+    t.equal((await client.put('ada', {}, { 'if-none-match': '*' })).statusCode, 412, 'even when nothing would change')
+    t.equal((await client.request({ method: 'GET', url: '/users/ada' })).json().name, 'Ada', 'nothing changed')
+    const ok = await client.put('ada', { name: 'B' }, { 'if-none-match': '"other", W/"older"' })
+    t.equal(ok.statusCode, 200)
+    t.equal(ok.json().name, 'B')
+    t.equal((await client.put('ada', { name: 'D' }, { 'if-none-match': etag })).statusCode, 200, 'the tag read before the last change no longer matches')
+    t.equal((await client.put('ada', { name: 'E' }, { 'if-match': '"stale"', 'if-none-match': '*' })).json().message, 'The user was modified since it was read.', 'If-Match is checked first')
+    t.equal((await client.put('nobody', { name: 'E' }, { 'if-none-match': '*' })).statusCode, 404, 'a missing user is a 404 whatever it says')
+    const bad = await client.put('nobody', { name: 'E' }, { 'if-none-match': 'not-a-tag' })
+    t.same(bad.json(), { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/header/if-none-match', message: 'must be * or a list of entity tags' }] }, 'a bad value is a 400, before the lookup')
+    const create = await client.request({ method: 'POST', url: '/users', payload: { email: 'bob@example.com' }, headers: { 'if-none-match': 'not-a-tag' } })
+    t.equal(create.statusCode, 201, 'a create ignores it')
+  })
+
   t.test('400: every offending field is listed; nothing is stored', async (t) => {
     const client = await freshClient(t, db)
     await withUser(client)

@@ -48,6 +48,8 @@ eachDatabase(t, (t, db) => {
     await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: { userId: 'bob' } }), { constructor: UserIdTakenError, code: 'user_id_taken' })
     await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: { email: 'BOB@example.com' } }), { constructor: EmailTakenError, code: 'email_taken' })
     await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: { name: 'x' }, ifMatch: '"stale"' }), { constructor: PreconditionFailedError, code: 'precondition_failed' })
+    await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: { name: 'x' }, ifNoneMatch: `W/${u.etag}` }), { constructor: PreconditionFailedError, code: 'precondition_failed', message: 'The user matches If-None-Match.' })
+    await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: {}, ifNoneMatch: 'nope' }), { constructor: ValidationError, errors: [{ path: '/ifNoneMatch' }] })
     await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: { user_id: 'x', name: 1 } }), { code: 'validation_failed', errors: [{ path: '/user_id' }, { path: '/name' }] })
     await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: {}, ifMatch: 'nope' }), { errors: [{ path: '/ifMatch' }] })
     await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: {}, ifMatch: 5 as unknown as string }), { constructor: ValidationError, errors: [{ path: '/ifMatch' }] }, 'plain JavaScript callers too')

@@ -5,7 +5,7 @@ import { HttpProblem, problemBody, toProblem } from './problems.js'
 import { validationProblem, type RequestPart } from './validation.js'
 
 // In-process names of the use cases, as the HTTP client knows them.
-const HTTP_PATHS: Record<string, string> = { '/userId': '/user_id', '/ifMatch': '/header/if-match' }
+const HTTP_PATHS: Record<string, string> = { '/userId': '/user_id', '/ifMatch': '/header/if-match', '/ifNoneMatch': '/header/if-none-match' }
 
 function toHttpPath ({ path, message }: FieldError): FieldError {
   const head = /^\/[^/]*/.exec(path)?.[0] ?? ''

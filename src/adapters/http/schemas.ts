@@ -39,7 +39,12 @@ export const IdempotencyHeaders = Type.Object({ 'idempotency-key': IdempotencyKe
 
 export const UpdateHeaders = Type.Object({
   'if-match': Type.Optional(Type.String({ description: '`*` or a list of entity tags; the update happens only if one matches the current ETag (strong comparison).' })),
+  'if-none-match': Type.Optional(Type.String({ description: '`*` or a list of entity tags; the update happens only if none matches the current ETag (weak comparison: `W/"x"` matches `"x"`). `*` matches any user, so it always answers 412 (or 404).' })),
   'idempotency-key': IdempotencyKey
+})
+
+export const ReadHeaders = Type.Object({
+  'if-none-match': Type.Optional(Type.String({ description: '`*` or a list of entity tags: when one matches the current ETag (weak comparison), a GET answers 304 with no body, and the POST alias 412.' }))
 })
 
 const USER_FIELDS = {
@@ -69,13 +74,19 @@ const USER_EXAMPLE = {
 }
 
 const HEADER = {
-  etag: { type: 'string', description: 'The user\'s version, a strong validator for `If-Match`: `"<klaim_id>.<version>"`.' },
+  etag: { type: 'string', description: 'The user\'s version, a strong validator for `If-Match` and `If-None-Match`: `"<klaim_id>.<version>"`.' },
   location: { type: 'string', description: 'The user\'s URL, `/users/{user_id}` percent-encoded.' },
   'idempotent-replayed': { type: 'string', description: '`true` when the response is the stored answer to an earlier request with the same Idempotency-Key.' },
   'ratelimit-limit': { type: 'string', description: 'Requests allowed per minute for the API key.' },
   'ratelimit-remaining': { type: 'string', description: 'Requests left in the current window.' },
   'ratelimit-reset': { type: 'string', description: 'Seconds until the window resets.' }
 } as const
+
+/** A 304 to a read: no body, and the user's `ETag`. */
+export const notModifiedResponse = Type.Null({
+  description: '`If-None-Match` matches the user\'s current `ETag`: no body, as the copy the client holds is current.',
+  headers: Object.fromEntries(['etag', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'].map((h) => [h, HEADER[h as keyof typeof HEADER]]))
+})
 
 /** The user resource, described for one status, with the response headers it comes with. */
 export const userResponse = (description: string, headers: Array<keyof typeof HEADER> = []) => Type.Object(USER_FIELDS, {

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 import rateLimit from '@fastify/rate-limit'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { UsersError, type FieldError } from '../../domain/errors.js'
-import { parseIfMatch } from '../../domain/if-match.js'
+import { PreconditionFailedError, UsersError, type FieldError } from '../../domain/errors.js'
+import { ifNoneMatchAllows, parseIfMatch, parseIfNoneMatch, type IfNoneMatch } from '../../domain/if-match.js'
 import type { UserProfile } from '../../domain/user.js'
 import type { StoredResponse, UnitOfWork, UserSnapshot } from '../../application/ports.js'
 import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
@@ -13,7 +13,7 @@ import { sendContinue } from './expect-continue.js'
 import { overTheLimit, refusedBody, registerJsonBody, repeatedNamesOf } from './json-body.js'
 import { HttpProblem, invalidRequest, problemBody, toProblem, unauthorized } from './problems.js'
 import { CREATE_RESPONSES, GET_RESPONSES, READ_RESPONSES, UPDATE_RESPONSES } from './responses.js'
-import { CreateUserBody, EmptyBody, IdempotencyHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
+import { CreateUserBody, EmptyBody, IdempotencyHeaders, ReadHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
 import { validationProblem, validatorCompiler } from './validation.js'
 
 declare module 'fastify' {
@@ -72,8 +72,11 @@ function canonical (value: unknown): unknown {
 }
 
 /** "The same request": same method, decoded path, If-Match and body (keys sorted). */
-export function requestFingerprint (method: string, path: string, ifMatch: string | undefined, body: unknown): string {
-  return createHash('sha256').update(JSON.stringify([method, path, ifMatch ?? null, canonical(body ?? null)])).digest('hex')
+export function requestFingerprint (method: string, path: string, ifMatch: string | undefined, body: unknown, ifNoneMatch?: string): string {
+  const parts = [method, path, ifMatch ?? null, canonical(body ?? null)]
+  // Only when sent, so that every other request keeps the fingerprint it was stored under.
+  if (ifNoneMatch !== undefined) parts.push(ifNoneMatch)
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex')
 }
 
 /** Answers worth replaying: what the client sent decided them, and nothing was changed. */
@@ -150,6 +153,11 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     const errors: FieldError[] = []
     const ifMatch = request.headers['if-match']
     if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
+    // An update's precondition; a create makes a new user whatever it says, and ignores it.
+    const ifNoneMatch = request.headers['if-none-match']
+    if (request.method !== 'POST' && ifNoneMatch !== undefined && parseIfNoneMatch(ifNoneMatch) === undefined) {
+      errors.push({ path: '/header/if-none-match', message: IF_MATCH_MESSAGE })
+    }
     const idempotencyKey = request.headers['idempotency-key']
     if (idempotencyKey !== undefined) {
       if (!(typeof idempotencyKey === 'string' && IDEMPOTENCY_KEY.test(idempotencyKey))) {
@@ -172,7 +180,9 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   async function write (request: FastifyRequest, reply: FastifyReply, path: string, work: (uow?: UnitOfWork) => Promise<StoredResponse>): Promise<FastifyReply> {
     const key = request.headers['idempotency-key']
     if (typeof key !== 'string') return sendStored(reply, await work(), false)
-    const { response, replayed } = await service.idempotent({ scope: request.keyId, key, fingerprint: requestFingerprint(request.method, path, request.headers['if-match'], request.body) }, work, storedFailure)
+    const ifNoneMatch = request.method === 'POST' ? undefined : request.headers['if-none-match']
+    const fingerprint = requestFingerprint(request.method, path, request.headers['if-match'], request.body, ifNoneMatch)
+    const { response, replayed } = await service.idempotent({ scope: request.keyId, key, fingerprint }, work, storedFailure)
     return sendStored(reply, response, replayed)
   }
 
@@ -200,20 +210,33 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     })
   })
 
-  async function read (request: FastifyRequest, body: unknown, userId: string): Promise<UserProfile> {
+  /** A read's `If-None-Match`, checked before the user is looked up (a 400 comes before a 404). */
+  function readCondition (request: FastifyRequest): IfNoneMatch | undefined {
+    const value = request.headers['if-none-match']
+    if (value === undefined) return undefined
+    const condition = parseIfNoneMatch(value)
+    if (condition === undefined) throw invalidRequest([{ path: '/header/if-none-match', message: IF_MATCH_MESSAGE }])
+    return condition
+  }
+  async function read (request: FastifyRequest, reply: FastifyReply, body: unknown, userId: string): Promise<FastifyReply> {
+    const condition = readCondition(request)
     // A missing body is fine; a JSON `null` body is not `{}`.
     if (body === null) throw validationProblem('body', [{ instancePath: '', keyword: 'type', schemaPath: '', params: {} }])
-    return await service.getUser({ appId: request.appId, userId, snapshot: request.userSnapshot })
+    const user = await service.getUser({ appId: request.appId, userId, snapshot: request.userSnapshot })
+    if (condition !== undefined && !ifNoneMatchAllows(condition, user.etag)) {
+      // RFC 9110 §13.1.2: 304 (no body) to a GET or HEAD whose tag matches, 412 to other methods.
+      if (request.method === 'POST') throw new PreconditionFailedError('ifNoneMatch')
+      return reply.code(304).header('etag', user.etag).type('application/json; charset=utf-8').send()
+    }
+    return reply.header('etag', user.etag).send(userResource('fetch resource successfully', user))
   }
-  const sendRead = (reply: FastifyReply, user: UserProfile): FastifyReply =>
-    reply.header('etag', user.etag).send(userResource('fetch resource successfully', user))
-  const readSchema = { tags: ['users'], security: SECURITY, params: UserParams, response: READ_RESPONSES }
+  const readSchema = { tags: ['users'], security: SECURITY, params: UserParams, headers: ReadHeaders, response: READ_RESPONSES }
   fastify.get('/users/:user_id', { schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user' } }, async (request, reply) =>
-    sendRead(reply, await read(request, undefined, request.params.user_id)))
+    await read(request, reply, undefined, request.params.user_id))
   fastify.post('/users/:user_id', {
     schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent, empty (zero bytes) or `{}`.', body: EmptyBody }
   }, async (request, reply) =>
-    sendRead(reply, await read(request, request.body, request.params.user_id)))
+    await read(request, reply, request.body, request.params.user_id))
 
   fastify.route({
     method: ['PUT', 'PATCH'],
@@ -239,6 +262,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
           userId: request.params.user_id,
           changes: newUserId === undefined ? changes : { ...changes, userId: newUserId },
           ifMatch: request.headers['if-match'],
+          ifNoneMatch: request.headers['if-none-match'],
           snapshot: request.userSnapshot
         }, uow)
         return { status: 200, body: JSON.stringify(userResource('fetch resource successfully', user)), headers: { etag: user.etag } }
