@@ -139,3 +139,17 @@ t.test('repeated names: found exactly where a member is written twice, at any de
   }), params)
   t.pass('repeated names are found where they are, and only there')
 })
+
+t.test('repeated names: the search stops at 100, or at 8 KiB of paths, so a deep body gets a short answer', async (t) => {
+  const repeats = (n: number): string => `{${Array.from({ length: n }, (_, i) => `"k${i}":1,"k${i}":2`).join(',')}}`
+  t.equal(repeatedNames(repeats(150)).length, 100, 'at most as many as a 400 lists')
+  const depth = 30_000
+  const deep = `{"metadata":{"a":${'['.repeat(depth)}${repeats(100)}${']'.repeat(depth)}}}`
+  const found = repeatedNames(deep)
+  t.equal(found.length, 1, 'one path of 60 KB is enough')
+  t.equal(found[0]?.path, `/metadata/a${'/0'.repeat(depth)}/k0`)
+  const shallower = `{"metadata":{"a":${'['.repeat(1000)}${repeats(100)}${']'.repeat(1000)}}}`
+  const some = repeatedNames(shallower)
+  t.equal(some.length, 5, 'paths of 2 KB each, until 8 KiB of them')
+  t.ok(some.reduce((n, e) => n + e.path.length, 0) < 8192 + 2020)
+})

@@ -78,6 +78,14 @@ function pathOf (container: Container): string {
   return keys.reduceRight<string>((path, key) => pointer(path, key), '')
 }
 
+/**
+ * The search stops at as many as a 400 lists (see `validationProblem`), or once their paths are
+ * this long in all: deep in a body, each path can be as long as the body, and a short body must
+ * not get a long answer.
+ */
+const MOST_REPEATS_FOUND = 100
+const MOST_PATH_CHARACTERS = 8192
+
 /** Where the string that opens at `start` closes: the next quote not escaped by a backslash. */
 function closingQuote (text: string, start: number): number {
   let end = text.indexOf('"', start + 1)
@@ -100,6 +108,7 @@ export const REPEATED_NAME_MESSAGE = 'must appear only once in its object'
  */
 export function repeatedNames (text: string): FieldError[] {
   const found: FieldError[] = []
+  let pathCharacters = 0
   let open: Container | undefined
   let expectingName = false
   for (let i = 0; i < text.length; i++) {
@@ -109,8 +118,14 @@ export function repeatedNames (text: string): FieldError[] {
       if (expectingName && open?.names !== undefined) {
         const raw = text.slice(i + 1, end)
         const name = raw.includes('\\') ? JSON.parse(text.slice(i, end + 1)) as string : raw
-        if (open.names.has(name)) found.push({ path: pointer(pathOf(open), name), message: REPEATED_NAME_MESSAGE })
-        else open.names.add(name)
+        if (!open.names.has(name)) {
+          open.names.add(name)
+        } else {
+          const path = pointer(pathOf(open), name)
+          found.push({ path, message: REPEATED_NAME_MESSAGE })
+          pathCharacters += path.length
+          if (found.length === MOST_REPEATS_FOUND || pathCharacters >= MOST_PATH_CHARACTERS) return found
+        }
         open.at = name
         expectingName = false
       }
