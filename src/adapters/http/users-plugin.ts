@@ -71,7 +71,7 @@ function canonical (value: unknown): unknown {
   return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]))
 }
 
-/** "The same request": same method, decoded path, If-Match and body (keys sorted). */
+/** "The same request": same method, decoded path, If-Match (and If-None-Match, when sent) and body (keys sorted). */
 export function requestFingerprint (method: string, path: string, ifMatch: string | undefined, body: unknown, ifNoneMatch?: string): string {
   const parts = [method, path, ifMatch ?? null, canonical(body ?? null)]
   // Only when sent, so that every other request keeps the fingerprint it was stored under.
