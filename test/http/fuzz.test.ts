@@ -49,6 +49,7 @@ const request = fc.record({
     { weight: 1, arbitrary: fc.constantFrom('gzip', 'identity', 'br') }
   ),
   ifMatch: fc.option(fc.constantFrom('*', '"x"', 'W/"x"', 'garbage', 'CURRENT_ETAG')),
+  ifNoneMatch: fc.oneof({ weight: 4, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.constantFrom('*', '"x"', 'garbage', 'CURRENT_ETAG', 'W/CURRENT_ETAG') }),
   idempotencyKey: fc.option(fc.constantFrom('k1', 'k2', '', 'é'))
 }, { requiredKeys: ['method', 'path', 'payload'] })
 
@@ -76,10 +77,16 @@ eachDatabase(t, (t, db) => {
       if (r.contentType !== undefined) headers['content-type'] = r.contentType
       if (r.contentEncoding != null) headers['content-encoding'] = r.contentEncoding
       if (r.ifMatch != null) headers['if-match'] = r.ifMatch === 'CURRENT_ETAG' ? etag : r.ifMatch
+      if (r.ifNoneMatch != null) headers['if-none-match'] = r.ifNoneMatch.replace('CURRENT_ETAG', etag)
       if (r.idempotencyKey != null) headers['idempotency-key'] = r.idempotencyKey
       const res = await client.request({ method: r.method as 'PUT', url: `/users/${path}`, payload: r.method === 'GET' ? undefined : r.payload.text, headers })
       statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1
       if (res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(r)}: ${res.body}`)
+      // A 304 (no body) only to a read whose If-None-Match holds the user's current tag, or *.
+      if (res.statusCode === 304) {
+        if (!(r.method === 'GET' && targetsCurrent && res.body === '' && r.ifNoneMatch != null && r.ifNoneMatch !== '"x"')) throw new Error(`a 304 for ${JSON.stringify(r)}`)
+        return
+      }
       const answer = res.json()
       if (res.statusCode >= 400 && (typeof answer.code !== 'string' || typeof answer.message !== 'string')) throw new Error(`no error shape: ${res.body}`)
       // A compressed body is never read: refused whatever it holds, unless the URL, key or route
