@@ -46,6 +46,8 @@ t.test('every route documents every status of the contract, its headers and its 
   t.match(JSON.stringify(put.responses['409'].content['application/json']), /user_id_taken.*email_taken.*idempotency_in_progress/)
   t.same(Object.keys(put.responses['200'].headers), ['etag', 'idempotent-replayed', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'])
   t.same(Object.keys(put.responses['429'].headers), ['retry-after'])
+  t.same(Object.keys(put.responses['503'].headers), ['retry-after'])
+  t.same(Object.keys(paths['/ready'].get.responses['503'].headers), ['retry-after'])
   const notModified = paths['/users/{user_id}'].get.responses['304']
   t.equal(notModified.content, undefined, 'a 304 has no body')
   t.same(Object.keys(notModified.headers), ['etag', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'])

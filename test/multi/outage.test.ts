@@ -33,6 +33,7 @@ if (bin === undefined) {
       const res = await app.inject({ method, url, headers, payload })
       t.equal(res.statusCode, 503, `${method} ${url}`)
       t.same(res.json(), unavailable)
+      t.equal(res.headers['retry-after'], '1')
     }
     t.equal((await app.inject({ method: 'GET', url: '/users/ada', headers: { authorization: 'Bearer unknown' } })).statusCode, 503, 'a key that cannot be checked is a 503, not a 401')
     t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200, 'the process is up')

@@ -5,10 +5,11 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import { sendProblem } from './error-handler.js'
 import { holdContinue } from './expect-continue.js'
 import { FIELD_MESSAGES } from '../../domain/profile-rules.js'
-import { HttpProblem, invalidRequest, MESSAGES, problemBody } from './problems.js'
+import { HttpProblem, invalidRequest, MESSAGES, problemBody, unavailable } from './problems.js'
 import { registerMetrics, type MetricsOptions } from './metrics.js'
 import { registerOpenApi } from './openapi.js'
-import { HealthBody, errorResponse } from './schemas.js'
+import { unavailableResponse } from './responses.js'
+import { HealthBody } from './schemas.js'
 import { usersHttpPlugin, type UsersHttpService } from './users-plugin.js'
 
 export interface HttpAppOptions {
@@ -163,12 +164,12 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     schema: { operationId: 'health', summary: 'Liveness', tags: ['service'], response: { 200: HealthBody } }
   }, async () => ({ status: 'ok' }))
   app.get('/ready', {
-    schema: { operationId: 'ready', summary: 'Readiness: the database answers', tags: ['service'], response: { 200: HealthBody, 503: errorResponse('The database is unavailable.', { message: MESSAGES.unavailable, code: 'unavailable' }) } }
+    schema: { operationId: 'ready', summary: 'Readiness: the database answers', tags: ['service'], response: { 200: HealthBody, 503: unavailableResponse } }
   }, async () => {
     try {
       await options.service.ping()
     } catch {
-      throw new HttpProblem(503, 'unavailable', MESSAGES.unavailable)
+      throw unavailable()
     }
     return { status: 'ready' }
   })

@@ -49,6 +49,13 @@ export const invalidRequest = (errors: FieldError[], message: string = INVALID_R
 export const unauthorized = (): HttpProblem =>
   new HttpProblem(401, 'unauthorized', MESSAGES.unauthorized, { 'www-authenticate': 'Bearer' })
 
+/**
+ * The 503 while the database does not answer. The service recovers by itself as soon as it does,
+ * so the answer says when to try again (`Retry-After`, RFC 9110 §10.2.3), as a 429 does.
+ */
+export const unavailable = (): HttpProblem =>
+  new HttpProblem(503, 'unavailable', MESSAGES.unavailable, { 'retry-after': '1' })
+
 /** Maps anything thrown while handling a request to the problem the client sees. */
 export function toProblem (error: unknown): HttpProblem {
   if (error instanceof HttpProblem) return error
@@ -67,9 +74,7 @@ export function toProblem (error: unknown): HttpProblem {
   // sending its body (Node's "aborted", code ECONNRESET): not to be read as the database's fault.
   const status = fastifyError.statusCode
   if (typeof status === 'number' && status >= 400 && status < 500) return new HttpProblem(status, 'bad_request', MESSAGES.badRequest)
-  if (isUnavailable(error)) {
-    return new HttpProblem(503, 'unavailable', MESSAGES.unavailable)
-  }
+  if (isUnavailable(error)) return unavailable()
   return new HttpProblem(500, 'internal', MESSAGES.internal)
 }
 

@@ -6,6 +6,13 @@ const invalid = errorResponse('The body, path or a header is invalid; `errors` n
   { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/email', message: 'must be an email address: 3 to 254 characters, one @ after a non-empty local part, a dot inside the domain, no white space or control characters' }] },
   { message: 'The request body is not valid JSON.', code: 'invalid_json' })
 
+/** The 503 of /users routes and /ready. */
+export const unavailableResponse = Type.Object(errorResponse('').properties, {
+  description: 'The database is unavailable; the service recovers by itself once it answers.',
+  examples: [{ message: 'The database is unavailable. Try again shortly.', code: 'unavailable' }],
+  headers: { 'retry-after': { type: 'string', description: 'Seconds to wait before retrying: 1.' } }
+})
+
 export const COMMON_RESPONSES = {
   400: invalid,
   401: errorResponse('Missing, malformed, unknown or revoked API key (with `WWW-Authenticate: Bearer`).', { message: 'Missing or invalid API key.', code: 'unauthorized' }),
@@ -19,7 +26,7 @@ export const COMMON_RESPONSES = {
     examples: [{ message: 'Too many requests. Retry after the number of seconds in Retry-After.', code: 'rate_limited' }],
     headers: { 'retry-after': { type: 'string', description: 'Seconds to wait before retrying.' } }
   }),
-  503: errorResponse('The database is unavailable.', { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' })
+  503: unavailableResponse
 }
 
 const conflict = errorResponse('The user_id or email belongs to another user of the app (user_id is reported first), or a request with this Idempotency-Key is still running.',
