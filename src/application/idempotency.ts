@@ -9,7 +9,7 @@ export interface IdempotentRequest {
   /** Whose keys these are: the API key's id. */
   scope: string
   key: string
-  /** A hash of method, path, If-Match and body: "the same request". */
+  /** A hash of method, path, If-Match (If-None-Match too, when sent) and body: "the same request". */
   fingerprint: string
 }
 

@@ -36,7 +36,7 @@ export function checkAppIdArgument (appId: unknown): string {
   return appId
 }
 
-/** Checks what needs no database: the path's user_id, the `If-Match` syntax and the changes. */
+/** Checks the command's user_id, which needs no database; a `ValidationError` naming `path` if it is not one. */
 export function checkUserIdArgument (userId: unknown, path = '/userId'): string {
   if (!isValidUserId(userId)) throw new ValidationError([{ path, message: FIELD_MESSAGES.userId }])
   return userId
