@@ -69,6 +69,7 @@ eachDatabase(t, (t, db) => {
     t.equal(get.statusCode, 200)
     t.same(get.json(), expected)
     t.equal(get.headers.etag, `"${created.klaim_id}.1"`)
+    t.equal(get.headers['cache-control'], 'private, no-cache', 'kept by the client\'s cache only, and asked again before each use')
     t.same((await client.request({ method: 'POST', url: '/users/ada' })).json(), expected)
     t.same((await client.request({ method: 'POST', url: '/users/ada', payload: {} })).json(), expected)
     // Zero bytes are no body, as a client that always sends a JSON Content-Type sends them.
@@ -88,6 +89,7 @@ eachDatabase(t, (t, db) => {
       t.equal(notModified.body, '', 'no body')
       t.equal(notModified.headers.etag, etag)
       t.equal(notModified.headers['content-type'], 'application/json; charset=utf-8')
+      t.equal(notModified.headers['cache-control'], 'private, no-cache')
     }
     const head = await client.request({ method: 'HEAD', url: '/users/ada', headers: { 'if-none-match': etag } })
     t.equal(head.statusCode, 304)
@@ -98,6 +100,7 @@ eachDatabase(t, (t, db) => {
     t.equal(post.statusCode, 412)
     t.same(post.json(), { message: 'The user matches If-None-Match.', code: 'precondition_failed' })
     t.equal(post.headers.etag, undefined)
+    t.equal(post.headers['cache-control'], undefined, 'an error carries no user')
     t.equal((await client.request({ method: 'POST', url: '/users/ada', headers: { 'if-none-match': '"other"' } })).statusCode, 200)
     t.equal((await client.request({ method: 'GET', url: '/users/nobody', headers: { 'if-none-match': '*' } })).statusCode, 404, 'a missing user is a 404 whatever it says')
     const bad = await client.request({ method: 'GET', url: '/users/nobody', headers: { 'if-none-match': 'not-a-tag' } })

@@ -32,6 +32,8 @@ eachDatabase(t, (t, db) => {
     t.equal(again.body, first.body)
     t.equal(again.headers.etag, first.headers.etag)
     t.equal(again.headers['content-type'], 'application/json; charset=utf-8')
+    t.equal(first.headers['cache-control'], 'private, no-cache')
+    t.equal(again.headers['cache-control'], 'private, no-cache', 'a replay carries a user too')
     t.match((await client.request({ method: 'GET', url: '/users/ada' })).headers.etag, /\.2"$/, 'changed once')
   })
 
@@ -57,6 +59,7 @@ eachDatabase(t, (t, db) => {
     t.equal(retry.headers.location, first.headers.location)
     t.equal(retry.headers.etag, first.headers.etag)
     t.equal(retry.body, first.body)
+    t.equal(retry.headers['cache-control'], 'private, no-cache')
   })
 
   t.test('the same key for a different request is a 422', async (t) => {
@@ -88,6 +91,7 @@ eachDatabase(t, (t, db) => {
     const replay = await client.put('ada', { name: 'A' }, { 'idempotency-key': 'nf' })
     t.equal(replay.statusCode, 404, 'replayed, although the user exists now')
     t.equal(replay.headers['idempotent-replayed'], 'true')
+    t.equal(replay.headers['cache-control'], undefined, 'a stored error carries no user')
     t.equal((await client.put('ada', { user_id: 'bob' }, { 'idempotency-key': 'c' })).statusCode, 409)
     t.equal((await client.put('ada', { user_id: 'bob' }, { 'idempotency-key': 'c' })).headers['idempotent-replayed'], 'true')
     const big = { metadata: { k: 'x'.repeat(9000) } }

@@ -75,6 +75,7 @@ const USER_EXAMPLE = {
 
 const HEADER = {
   etag: { type: 'string', description: 'The user\'s version, a strong validator for `If-Match` and `If-None-Match`: `"<klaim_id>.<version>"`.' },
+  'cache-control': { type: 'string', description: '`private, no-cache`: a cache may keep the user for this client only, and asks again (`If-None-Match`) before each use.' },
   location: { type: 'string', description: 'The user\'s URL, `/users/{user_id}` percent-encoded.' },
   'idempotent-replayed': { type: 'string', description: '`true` when the response is the stored answer to an earlier request with the same Idempotency-Key.' },
   'ratelimit-limit': { type: 'string', description: 'Requests allowed per minute for the API key.' },
@@ -85,14 +86,14 @@ const HEADER = {
 /** A 304 to a read: no body, and the user's `ETag`. */
 export const notModifiedResponse = Type.Null({
   description: '`If-None-Match` matches the user\'s current `ETag`: no body, as the copy the client holds is current.',
-  headers: Object.fromEntries(['etag', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'].map((h) => [h, HEADER[h as keyof typeof HEADER]]))
+  headers: Object.fromEntries(['etag', 'cache-control', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'].map((h) => [h, HEADER[h as keyof typeof HEADER]]))
 })
 
 /** The user resource, described for one status, with the response headers it comes with. */
 export const userResponse = (description: string, headers: Array<keyof typeof HEADER> = []) => Type.Object(USER_FIELDS, {
   description,
   examples: [USER_EXAMPLE],
-  headers: Object.fromEntries(['etag', ...headers, 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'].map((h) => [h, HEADER[h as keyof typeof HEADER]]))
+  headers: Object.fromEntries(['etag', 'cache-control', ...headers, 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'].map((h) => [h, HEADER[h as keyof typeof HEADER]]))
 })
 
 const FieldErrors = Type.Array(Type.Object({

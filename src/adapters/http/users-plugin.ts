@@ -86,8 +86,16 @@ function storedFailure (error: unknown): StoredResponse | undefined {
   return problem.statusCode >= 500 ? undefined : { status: problem.statusCode, body: JSON.stringify(problemBody(problem)), headers: {} }
 }
 
+/**
+ * On every response that carries a user: a cache may keep it for the one client that asked
+ * (never a shared cache: it answers an API key), but must ask again before each use, which the
+ * ETag makes a 304 while the user is unchanged.
+ */
+const USER_CACHE_CONTROL = 'private, no-cache'
+
 function sendStored (reply: FastifyReply, response: StoredResponse, replayed: boolean): FastifyReply {
   if (replayed) reply.header('idempotent-replayed', 'true')
+  if (response.headers.etag !== undefined) reply.header('cache-control', USER_CACHE_CONTROL)
   return reply.code(response.status).headers(response.headers).type('application/json; charset=utf-8').send(response.body)
 }
 
@@ -226,9 +234,9 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     if (condition !== undefined && !ifNoneMatchAllows(condition, user.etag)) {
       // RFC 9110 §13.1.2: 304 (no body) to a GET or HEAD whose tag matches, 412 to other methods.
       if (request.method === 'POST') throw new PreconditionFailedError('ifNoneMatch')
-      return reply.code(304).header('etag', user.etag).type('application/json; charset=utf-8').send()
+      return reply.code(304).header('etag', user.etag).header('cache-control', USER_CACHE_CONTROL).type('application/json; charset=utf-8').send()
     }
-    return reply.header('etag', user.etag).send(userResource('fetch resource successfully', user))
+    return reply.header('etag', user.etag).header('cache-control', USER_CACHE_CONTROL).send(userResource('fetch resource successfully', user))
   }
   const readSchema = { tags: ['users'], security: SECURITY, params: UserParams, headers: ReadHeaders, response: READ_RESPONSES }
   fastify.get('/users/:user_id', { schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user' } }, async (request, reply) =>
