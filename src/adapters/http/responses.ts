@@ -6,12 +6,13 @@ const invalid = errorResponse('The body, path or a header is invalid; `errors` n
   { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/email', message: 'must be an email address: 3 to 254 characters, one @ after a non-empty local part, a dot inside the domain, no white space or control characters' }] },
   { message: 'The request body is not valid JSON.', code: 'invalid_json' })
 
+/** The error shape for a status that tells the client when to try again (`Retry-After`). */
+const retryLater = (description: string, example: { message: string, code: string }, retryAfter: string) =>
+  Type.Object(errorResponse('').properties, { description, examples: [example], headers: { 'retry-after': { type: 'string', description: retryAfter } } })
+
 /** The 503 of /users routes and /ready. */
-export const unavailableResponse = Type.Object(errorResponse('').properties, {
-  description: 'The database is unavailable; the service recovers by itself once it answers.',
-  examples: [{ message: 'The database is unavailable. Try again shortly.', code: 'unavailable' }],
-  headers: { 'retry-after': { type: 'string', description: 'Seconds to wait before retrying: 1.' } }
-})
+export const unavailableResponse = retryLater('The database is unavailable; the service recovers by itself once it answers.',
+  { message: 'The database is unavailable. Try again shortly.', code: 'unavailable' }, 'Seconds to wait before retrying: 1.')
 
 export const COMMON_RESPONSES = {
   400: invalid,
@@ -21,11 +22,8 @@ export const COMMON_RESPONSES = {
   415: errorResponse('The body is not UTF-8 JSON (merge-patch JSON on PUT and PATCH only), or it is compressed.',
     { message: 'The request body must be application/json (or application/merge-patch+json on PUT and PATCH).', code: 'unsupported_media_type' },
     { message: 'The request body must not be compressed: Content-Encoding is not supported.', code: 'unsupported_media_type' }),
-  429: Type.Object(errorResponse('').properties, {
-    description: 'Too many requests for this API key (or failed authentications from this IP).',
-    examples: [{ message: 'Too many requests. Retry after the number of seconds in Retry-After.', code: 'rate_limited' }],
-    headers: { 'retry-after': { type: 'string', description: 'Seconds to wait before retrying.' } }
-  }),
+  429: retryLater('Too many requests for this API key (or failed authentications from this IP).',
+    { message: 'Too many requests. Retry after the number of seconds in Retry-After.', code: 'rate_limited' }, 'Seconds to wait before retrying.'),
   503: unavailableResponse
 }
 

@@ -153,6 +153,10 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     if (!overTheLimit(request)) sendContinue(request.raw, reply.raw)
   })
 
+  // An update's `If-None-Match`; a create makes a new user whatever it says, and ignores it.
+  const updateIfNoneMatch = (request: FastifyRequest): string | undefined =>
+    request.method === 'POST' ? undefined : request.headers['if-none-match']
+
   // Fastify checks params, then body, then headers; the contract wants the headers before the body,
   // and the body's repeated names (see repeatedNames) with its other errors.
   async function pathThenHeaders (request: FastifyRequest): Promise<void> {
@@ -161,9 +165,8 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     const errors: FieldError[] = []
     const ifMatch = request.headers['if-match']
     if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
-    // An update's precondition; a create makes a new user whatever it says, and ignores it.
-    const ifNoneMatch = request.headers['if-none-match']
-    if (request.method !== 'POST' && ifNoneMatch !== undefined && parseIfNoneMatch(ifNoneMatch) === undefined) {
+    const ifNoneMatch = updateIfNoneMatch(request)
+    if (ifNoneMatch !== undefined && parseIfNoneMatch(ifNoneMatch) === undefined) {
       errors.push({ path: '/header/if-none-match', message: IF_MATCH_MESSAGE })
     }
     const idempotencyKey = request.headers['idempotency-key']
@@ -188,8 +191,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   async function write (request: FastifyRequest, reply: FastifyReply, path: string, work: (uow?: UnitOfWork) => Promise<StoredResponse>): Promise<FastifyReply> {
     const key = request.headers['idempotency-key']
     if (typeof key !== 'string') return sendStored(reply, await work(), false)
-    const ifNoneMatch = request.method === 'POST' ? undefined : request.headers['if-none-match']
-    const fingerprint = requestFingerprint(request.method, path, request.headers['if-match'], request.body, ifNoneMatch)
+    const fingerprint = requestFingerprint(request.method, path, request.headers['if-match'], request.body, updateIfNoneMatch(request))
     const { response, replayed } = await service.idempotent({ scope: request.keyId, key, fingerprint }, work, storedFailure)
     return sendStored(reply, response, replayed)
   }
@@ -231,12 +233,13 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     // A missing body is fine; a JSON `null` body is not `{}`.
     if (body === null) throw validationProblem('body', [{ instancePath: '', keyword: 'type', schemaPath: '', params: {} }])
     const user = await service.getUser({ appId: request.appId, userId, snapshot: request.userSnapshot })
-    if (condition !== undefined && !ifNoneMatchAllows(condition, user.etag)) {
-      // RFC 9110 §13.1.2: 304 (no body) to a GET or HEAD whose tag matches, 412 to other methods.
-      if (request.method === 'POST') throw new PreconditionFailedError('ifNoneMatch')
-      return reply.code(304).header('etag', user.etag).header('cache-control', USER_CACHE_CONTROL).type('application/json; charset=utf-8').send()
-    }
-    return reply.header('etag', user.etag).header('cache-control', USER_CACHE_CONTROL).send(userResource('fetch resource successfully', user))
+    const modified = condition === undefined || ifNoneMatchAllows(condition, user.etag)
+    // RFC 9110 §13.1.2: 304 (no body) to a GET or HEAD whose tag matches, 412 to other methods.
+    if (!modified && request.method === 'POST') throw new PreconditionFailedError('ifNoneMatch')
+    reply.header('etag', user.etag).header('cache-control', USER_CACHE_CONTROL)
+    return modified
+      ? reply.send(userResource('fetch resource successfully', user))
+      : reply.code(304).type('application/json; charset=utf-8').send()
   }
   const readSchema = { tags: ['users'], security: SECURITY, params: UserParams, headers: ReadHeaders, response: READ_RESPONSES }
   fastify.get('/users/:user_id', { schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user' } }, async (request, reply) =>
