@@ -105,12 +105,52 @@ eachDatabase(t, (t, db) => {
     t.equal((await client.request({ method: 'GET', url: '/users/nobody', headers: { 'if-none-match': '*' } })).statusCode, 404, 'a missing user is a 404 whatever it says')
     const bad = await client.request({ method: 'GET', url: '/users/nobody', headers: { 'if-none-match': 'not-a-tag' } })
     t.same(bad.json(), { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/header/if-none-match', message: 'must be * or a list of entity tags' }] }, 'a bad value is a 400, before the lookup')
-    const badFirst = await client.request({ method: 'POST', url: '/users/ada', payload: 'null', headers: { 'content-type': 'application/json', 'if-none-match': 'not-a-tag' } })
-    t.same(badFirst.json().errors, [{ path: '/header/if-none-match', message: 'must be * or a list of entity tags' }], 'the headers before the body')
+    for (const payload of ['null', '{"name": "x"}', '{"a": 1, "a": 1}']) {
+      const badFirst = await client.request({ method: 'POST', url: '/users/ada', payload, headers: { 'content-type': 'application/json', 'if-none-match': 'not-a-tag' } })
+      t.same(badFirst.json().errors, [{ path: '/header/if-none-match', message: 'must be * or a list of entity tags' }], `the headers before the body ${payload}`)
+    }
 
     const missing = await client.request({ method: 'GET', url: '/users/nobody' })
     t.equal(missing.statusCode, 404)
     t.same(missing.json(), { message: 'Can not find user with the given user_id.', code: 'user_not_found' })
     t.equal((await client.request({ method: 'POST', url: '/users/nobody' })).statusCode, 404)
+  })
+
+  t.test('If-Match on a read: a 412 when no tag matches, as for an update (RFC 9110 §13.1.1)', async (t) => {
+    const client = await freshClient(t, db)
+    const created = await client.createUser({ email: 'ada@example.com', user_id: 'ada' })
+    const etag = created.headers.etag as string
+    for (const current of [etag, '*', `"other", ${etag}`]) {
+      for (const method of ['GET', 'HEAD', 'POST'] as const) {
+        const res = await client.request({ method, url: '/users/ada', headers: { 'if-match': current } })
+        t.equal(res.statusCode, 200, `${method} ${current}`)
+        t.equal(res.headers.etag, etag)
+      }
+    }
+    const modified = { message: 'The user was modified since it was read.', code: 'precondition_failed' }
+    // Another tag, the current one weak (If-Match compares strongly), an older version.
+    for (const stale of ['"other"', `W/${etag}`, `"${etag.slice(1, -2)}0"`]) {
+      for (const method of ['GET', 'HEAD', 'POST'] as const) {
+        const res = await client.request({ method, url: '/users/ada', headers: { 'if-match': stale } })
+        t.equal(res.statusCode, 412, `${method} ${stale}`)
+        t.equal(res.headers.etag, undefined, 'an error carries no user')
+        t.equal(res.headers['cache-control'], undefined)
+        if (method !== 'HEAD') t.same(res.json(), modified)
+      }
+    }
+    // If-Match first: only when it holds does If-None-Match decide.
+    t.equal((await client.request({ method: 'GET', url: '/users/ada', headers: { 'if-match': '"other"', 'if-none-match': etag } })).statusCode, 412)
+    t.equal((await client.request({ method: 'GET', url: '/users/ada', headers: { 'if-match': etag, 'if-none-match': etag } })).statusCode, 304)
+    t.same((await client.request({ method: 'POST', url: '/users/ada', headers: { 'if-match': etag, 'if-none-match': etag } })).json().message, 'The user matches If-None-Match.')
+    t.equal((await client.request({ method: 'GET', url: '/users/nobody', headers: { 'if-match': '"other"' } })).statusCode, 404, 'a missing user is a 404 whatever it says')
+    const bad = await client.request({ method: 'GET', url: '/users/nobody', headers: { 'if-match': 'not-a-tag', 'if-none-match': 'nor-this' } })
+    t.same(bad.json().errors, [
+      { path: '/header/if-match', message: 'must be * or a list of entity tags' },
+      { path: '/header/if-none-match', message: 'must be * or a list of entity tags' }
+    ], 'malformed values are a 400 naming each, before the lookup')
+    const badFirst = await client.request({ method: 'POST', url: '/users/ada', payload: '{"name": "x"}', headers: { 'content-type': 'application/json', 'if-match': 'not-a-tag' } })
+    t.same(badFirst.json().errors, [{ path: '/header/if-match', message: 'must be * or a list of entity tags' }], 'the headers before the body')
+    const keyed = await client.request({ method: 'GET', url: '/users/ada', headers: { 'idempotency-key': 'é' } })
+    t.equal(keyed.statusCode, 200, 'a read takes no Idempotency-Key, and ignores one')
   })
 })

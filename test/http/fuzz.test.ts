@@ -83,10 +83,11 @@ eachDatabase(t, (t, db) => {
       statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1
       if (res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(r)}: ${res.body}`)
       // A 304 (no body) only to a read whose If-None-Match is * (any user there is), or holds
-      // the current tag of the user read.
+      // the current tag of the user read, and whose If-Match, if any, holds.
       if (res.statusCode === 304) {
         const matches = r.ifNoneMatch === '*' || (targetsCurrent && (r.ifNoneMatch === 'CURRENT_ETAG' || r.ifNoneMatch === 'W/CURRENT_ETAG'))
-        if (!(r.method === 'GET' && res.body === '' && matches)) throw new Error(`a 304 for ${JSON.stringify(r)}`)
+        const holds = r.ifMatch == null || r.ifMatch === '*' || (targetsCurrent && r.ifMatch === 'CURRENT_ETAG')
+        if (!(r.method === 'GET' && res.body === '' && matches && holds)) throw new Error(`a 304 for ${JSON.stringify(r)}`)
         return
       }
       const answer = res.json()

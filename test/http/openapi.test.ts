@@ -33,7 +33,7 @@ t.test('every route documents every status of the contract, its headers and its 
   t.same(statuses('put', '/users/{user_id}'), ['200', '400', '401', '404', '409', '412', '413', '415', '422', '429', '503'])
   t.same(statuses('patch', '/users/{user_id}'), statuses('put', '/users/{user_id}'))
   t.same(statuses('post', '/users'), ['201', '400', '401', '409', '413', '415', '422', '429', '503'])
-  t.same(statuses('get', '/users/{user_id}'), ['200', '304', '400', '401', '404', '429', '503'])
+  t.same(statuses('get', '/users/{user_id}'), ['200', '304', '400', '401', '404', '412', '429', '503'])
   t.same(statuses('post', '/users/{user_id}'), ['200', '400', '401', '404', '412', '413', '415', '429', '503'])
   t.same(statuses('get', '/ready'), ['200', '503'])
   const put = paths['/users/{user_id}'].put
@@ -51,7 +51,8 @@ t.test('every route documents every status of the contract, its headers and its 
   const notModified = paths['/users/{user_id}'].get.responses['304']
   t.equal(notModified.content, undefined, 'a 304 has no body')
   t.same(Object.keys(notModified.headers), ['etag', 'cache-control', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset'])
-  t.same(paths['/users/{user_id}'].get.parameters.map((p: { in: string, name: string }) => `${p.in}:${p.name}`), ['path:user_id', 'header:if-none-match'])
+  t.same(paths['/users/{user_id}'].get.parameters.map((p: { in: string, name: string }) => `${p.in}:${p.name}`), ['path:user_id', 'header:if-match', 'header:if-none-match'])
+  t.match(JSON.stringify(paths['/users/{user_id}'].post.responses['412'].content['application/json']), /"The user was modified since it was read\.","code":"precondition_failed".*"The user matches If-None-Match\."/)
   t.ok(paths['/users'].post.responses['201'].headers.location)
   t.same(committed.components.securitySchemes.apiKey, { type: 'http', scheme: 'bearer', description: committed.components.securitySchemes.apiKey.description })
 })

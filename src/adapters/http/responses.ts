@@ -37,10 +37,20 @@ const reused = errorResponse('This Idempotency-Key was used with a different req
 const { 404: _notFound, ...WITHOUT_404 } = COMMON_RESPONSES
 const { 413: _tooLarge, 415: _mediaType, ...WITHOUT_BODY } = COMMON_RESPONSES
 
-const notMatched = errorResponse('`If-None-Match` matches the user\'s current `ETag` (or is `*`); nothing changed.', { message: 'The user matches If-None-Match.', code: 'precondition_failed' })
+const MODIFIED = { message: 'The user was modified since it was read.', code: 'precondition_failed' }
+const MATCHES = { message: 'The user matches If-None-Match.', code: 'precondition_failed' }
 
-export const GET_RESPONSES = { 200: userResponse('The user.'), 304: notModifiedResponse, ...WITHOUT_BODY }
-export const READ_RESPONSES = { 200: userResponse('The user.'), ...COMMON_RESPONSES, 412: notMatched }
+export const GET_RESPONSES = {
+  200: userResponse('The user.'),
+  304: notModifiedResponse,
+  ...WITHOUT_BODY,
+  412: errorResponse('`If-Match` matches no current ETag.', MODIFIED)
+}
+export const READ_RESPONSES = {
+  200: userResponse('The user.'),
+  ...COMMON_RESPONSES,
+  412: errorResponse('`If-Match` matches no current ETag, or `If-None-Match` matches it (or is `*`).', MODIFIED, MATCHES)
+}
 
 export const CREATE_RESPONSES = {
   201: userResponse('Created. `Location` names the user; `ETag` is its version.', ['location', 'idempotent-replayed']),
@@ -55,8 +65,6 @@ export const UPDATE_RESPONSES = {
   200: userResponse('Updated, or nothing to change. `ETag` is the new version.', ['idempotent-replayed']),
   ...COMMON_RESPONSES,
   409: conflict,
-  412: errorResponse('`If-Match` matches no current ETag, or `If-None-Match` matches it; nothing changed.',
-    { message: 'The user was modified since it was read.', code: 'precondition_failed' },
-    { message: 'The user matches If-None-Match.', code: 'precondition_failed' }),
+  412: errorResponse('`If-Match` matches no current ETag, or `If-None-Match` matches it; nothing changed.', MODIFIED, MATCHES),
   422: reused
 }

@@ -44,6 +44,7 @@ export const UpdateHeaders = Type.Object({
 })
 
 export const ReadHeaders = Type.Object({
+  'if-match': Type.Optional(Type.String({ description: '`*` or a list of entity tags; when none matches the current ETag (strong comparison), the read answers 412.' })),
   'if-none-match': Type.Optional(Type.String({ description: '`*` or a list of entity tags: when one matches the current ETag (weak comparison), a GET answers 304 with no body, and the POST alias 412.' }))
 })
 

@@ -3,7 +3,7 @@ import rateLimit from '@fastify/rate-limit'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { PreconditionFailedError, UsersError, type FieldError } from '../../domain/errors.js'
-import { ifNoneMatchAllows, parseIfMatch, parseIfNoneMatch, type IfNoneMatch } from '../../domain/if-match.js'
+import { ifMatchAllows, ifNoneMatchAllows, parseIfMatch, parseIfNoneMatch, type IfMatch, type IfNoneMatch } from '../../domain/if-match.js'
 import type { UserProfile } from '../../domain/user.js'
 import type { StoredResponse, UnitOfWork, UserSnapshot } from '../../application/ports.js'
 import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
@@ -157,33 +157,38 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   const updateIfNoneMatch = (request: FastifyRequest): string | undefined =>
     request.method === 'POST' ? undefined : request.headers['if-none-match']
 
-  // Fastify checks params, then body, then headers; the contract wants the headers before the body,
-  // and the body's repeated names (see repeatedNames) with its other errors.
-  async function pathThenHeaders (request: FastifyRequest): Promise<void> {
-    const checkParams = request.getValidationFunction('params')
-    if (checkParams !== undefined && !checkParams(request.params)) throw validationProblem('params', checkParams.errors ?? [])
-    const errors: FieldError[] = []
-    const ifMatch = request.headers['if-match']
-    if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
-    const ifNoneMatch = updateIfNoneMatch(request)
-    if (ifNoneMatch !== undefined && parseIfNoneMatch(ifNoneMatch) === undefined) {
-      errors.push({ path: '/header/if-none-match', message: IF_MATCH_MESSAGE })
-    }
-    const idempotencyKey = request.headers['idempotency-key']
-    if (idempotencyKey !== undefined) {
-      if (!(typeof idempotencyKey === 'string' && IDEMPOTENCY_KEY.test(idempotencyKey))) {
-        errors.push({ path: '/header/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' })
-      } else if (occurrences(request.raw.rawHeaders, 'idempotency-key') > 1) {
-        // Node has joined the fields into one value ("a1, b1"), which would pass for a key.
-        errors.push({ path: '/header/idempotency-key', message: 'must be sent once' })
+  /**
+   * Fastify checks params, then body, then headers; the contract wants the headers before the
+   * body, and the body's repeated names (see repeatedNames) with its other errors. `headers` names
+   * the route's headers: a read takes no `Idempotency-Key`, and a create ignores `If-None-Match`.
+   */
+  function pathThenHeaders (headers: { ifNoneMatch: boolean, idempotencyKey: boolean }) {
+    return async (request: FastifyRequest): Promise<void> => {
+      const checkParams = request.getValidationFunction('params')
+      if (checkParams !== undefined && !checkParams(request.params)) throw validationProblem('params', checkParams.errors ?? [])
+      const errors: FieldError[] = []
+      const ifMatch = request.headers['if-match']
+      if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
+      const ifNoneMatch = headers.ifNoneMatch ? request.headers['if-none-match'] : undefined
+      if (ifNoneMatch !== undefined && parseIfNoneMatch(ifNoneMatch) === undefined) {
+        errors.push({ path: '/header/if-none-match', message: IF_MATCH_MESSAGE })
       }
-    }
-    if (errors.length > 0) throw invalidRequest(errors)
-    const repeated = repeatedNamesOf(request)
-    if (repeated !== undefined) {
-      const checkBody = request.getValidationFunction('body')
-      const schemaErrors = checkBody === undefined || checkBody(request.body) ? [] : checkBody.errors ?? []
-      throw validationProblem('body', schemaErrors, request.body, repeated)
+      const idempotencyKey = headers.idempotencyKey ? request.headers['idempotency-key'] : undefined
+      if (idempotencyKey !== undefined) {
+        if (!(typeof idempotencyKey === 'string' && IDEMPOTENCY_KEY.test(idempotencyKey))) {
+          errors.push({ path: '/header/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' })
+        } else if (occurrences(request.raw.rawHeaders, 'idempotency-key') > 1) {
+          // Node has joined the fields into one value ("a1, b1"), which would pass for a key.
+          errors.push({ path: '/header/idempotency-key', message: 'must be sent once' })
+        }
+      }
+      if (errors.length > 0) throw invalidRequest(errors)
+      const repeated = repeatedNamesOf(request)
+      if (repeated !== undefined) {
+        const checkBody = request.getValidationFunction('body')
+        const schemaErrors = checkBody === undefined || checkBody(request.body) ? [] : checkBody.errors ?? []
+        throw validationProblem('body', schemaErrors, request.body, repeated)
+      }
     }
   }
 
@@ -207,7 +212,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       body: CreateUserBody,
       response: CREATE_RESPONSES
     },
-    preValidation: pathThenHeaders
+    preValidation: pathThenHeaders({ ifNoneMatch: false, idempotencyKey: true })
   }, async (request, reply) => {
     const { user_id: snake, userId: camel, ...fields } = request.body
     if (snake !== undefined && camel !== undefined && snake !== camel) {
@@ -220,21 +225,18 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     })
   })
 
-  /** A read's `If-None-Match`, checked before the user is looked up (a 400 comes before a 404). */
-  function readCondition (request: FastifyRequest): IfNoneMatch | undefined {
-    const value = request.headers['if-none-match']
-    if (value === undefined) return undefined
-    const condition = parseIfNoneMatch(value)
-    if (condition === undefined) throw invalidRequest([{ path: '/header/if-none-match', message: IF_MATCH_MESSAGE }])
-    return condition
-  }
+  /**
+   * A read, under the conditions of RFC 9110 §13.2.2 (checked well-formed by pathThenHeaders):
+   * `If-Match` first, whose failure is a 412 as for an update; then `If-None-Match`, whose match is
+   * a 304 (no body) to a GET or HEAD, and a 412 to the POST alias, as to any other method.
+   */
   async function read (request: FastifyRequest, reply: FastifyReply, body: unknown, userId: string): Promise<FastifyReply> {
-    const condition = readCondition(request)
     // A missing body is fine; a JSON `null` body is not `{}`.
     if (body === null) throw validationProblem('body', [{ instancePath: '', keyword: 'type', schemaPath: '', params: {} }])
     const user = await service.getUser({ appId: request.appId, userId, snapshot: request.userSnapshot })
-    const modified = condition === undefined || ifNoneMatchAllows(condition, user.etag)
-    // RFC 9110 §13.1.2: 304 (no body) to a GET or HEAD whose tag matches, 412 to other methods.
+    const { 'if-match': ifMatch, 'if-none-match': ifNoneMatch } = request.headers
+    if (ifMatch !== undefined && !ifMatchAllows(parseIfMatch(ifMatch) as IfMatch, user.etag)) throw new PreconditionFailedError()
+    const modified = ifNoneMatch === undefined || ifNoneMatchAllows(parseIfNoneMatch(ifNoneMatch) as IfNoneMatch, user.etag)
     if (!modified && request.method === 'POST') throw new PreconditionFailedError('ifNoneMatch')
     reply.header('etag', user.etag).header('cache-control', USER_CACHE_CONTROL)
     return modified
@@ -242,10 +244,12 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       : reply.code(304).type('application/json; charset=utf-8').send()
   }
   const readSchema = { tags: ['users'], security: SECURITY, params: UserParams, headers: ReadHeaders, response: READ_RESPONSES }
-  fastify.get('/users/:user_id', { schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user' } }, async (request, reply) =>
+  const readPreValidation = pathThenHeaders({ ifNoneMatch: true, idempotencyKey: false })
+  fastify.get('/users/:user_id', { schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user' }, preValidation: readPreValidation }, async (request, reply) =>
     await read(request, reply, undefined, request.params.user_id))
   fastify.post('/users/:user_id', {
-    schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent, empty (zero bytes) or `{}`.', body: EmptyBody }
+    schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent, empty (zero bytes) or `{}`.', body: EmptyBody },
+    preValidation: readPreValidation
   }, async (request, reply) =>
     await read(request, reply, request.body, request.params.user_id))
 
@@ -264,7 +268,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       body: UpdateUserBody,
       response: UPDATE_RESPONSES
     },
-    preValidation: pathThenHeaders,
+    preValidation: pathThenHeaders({ ifNoneMatch: true, idempotencyKey: true }),
     handler: async (request, reply) => {
       const { user_id: newUserId, ...changes } = request.body
       return await write(request, reply, `/users/${request.params.user_id}`, async (uow) => {
