@@ -11,7 +11,7 @@ export const FIRST_KEY_FILE = 'first-api-key.txt'
 export async function ensureFirstApp (service: Pick<UsersService, 'listApps' | 'createApp'>, folder: string): Promise<string | undefined> {
   if ((await service.listApps()).length > 0) return undefined
   const app = await service.createApp({ name: 'default' })
-  mkdirSync(folder, { recursive: true })
+  mkdirSync(folder, { recursive: true, mode: 0o700 })
   const path = join(folder, FIRST_KEY_FILE)
   writeFileSync(path, `${app.apiKey}\n`, { mode: 0o600 })
   chmodSync(path, 0o600) // mode applies only when the file is new

@@ -34,6 +34,7 @@ t.test('first start: migrates, writes the key file (0600), logs only its path; S
   const keyFile = join(dir, 'data', 'first-api-key.txt')
   const key = readFileSync(keyFile, 'utf8').trim()
   t.equal(statSync(keyFile).mode & 0o777, 0o600)
+  t.same([statSync(join(dir, 'data')).mode & 0o777, statSync(join(dir, 'data', 'users.db')).mode & 0o777], [0o700, 0o600], 'the data folder and database are the owner\'s only')
   t.ok(logs.some((l) => l.includes(keyFile)))
   t.notOk(logs.some((l) => l.includes(key)), 'the key itself is never logged')
   const res = await fetch(`${address}/users`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ email: 'ada@example.com', user_id: 'ada' }) })

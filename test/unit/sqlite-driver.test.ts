@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -44,6 +44,22 @@ async function heldTransaction (persistence: Persistence, userId = 'ada'): Promi
   await inside
   return { release, transaction }
 }
+
+t.test('a database the service creates only its owner can read: folders 0700, the file and its -wal and -shm 0600; an existing file keeps its mode', async (t) => {
+  const dir = folder(t)
+  const mode = (path: string): string => (statSync(path).mode & 0o777).toString(8)
+  const created = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'a', 'b', 'users.db')}` })
+  await created.apps.listApps()
+  t.same([mode(join(dir, 'a')), mode(join(dir, 'a', 'b'))], ['700', '700'])
+  t.same(['', '-wal', '-shm'].map((suffix) => mode(join(dir, 'a', 'b', `users.db${suffix}`))), ['600', '600', '600'])
+  await created.close()
+  writeFileSync(join(dir, 'shared.db'), '')
+  chmodSync(join(dir, 'shared.db'), 0o640)
+  const existing = await openPersistence({ databaseUrl: `sqlite:${join(dir, 'shared.db')}` })
+  t.teardown(async () => await existing.close())
+  t.equal(mode(join(dir, 'shared.db')), '640', 'the operator\'s choice')
+  t.equal(mode(dir), '700', 'an existing folder is left as it is (mkdtemp makes it 0700)')
+})
 
 t.test('on an in-memory database a query outside a transaction waits for the connection; it never runs inside another\'s transaction', async (t) => {
   const persistence = await openPersistence({ databaseUrl: 'sqlite::memory:' })

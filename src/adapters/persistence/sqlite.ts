@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import BetterSqlite3 from 'better-sqlite3'
 import {
@@ -263,10 +263,17 @@ export interface SqliteOptions {
 /**
  * Opens (creating its folder) a SQLite database in WAL mode. `synchronous=NORMAL` keeps every
  * acknowledged write through a process crash; `FULL` also through a power loss.
+ *
+ * What it creates only the owner can read, as the users' emails and the keys' hashes are in it:
+ * the folders 0700, the file 0600 (SQLite gives its `-wal` and `-shm` files the file's mode). An
+ * existing folder or file keeps the mode it has.
  */
 export async function openSqlite (filename: string, options: SqliteOptions): Promise<Kysely<DatabaseSchema>> {
   const inMemory = filename === ':memory:'
-  if (!inMemory) mkdirSync(dirname(filename), { recursive: true })
+  if (!inMemory) {
+    mkdirSync(dirname(filename), { recursive: true, mode: 0o700 })
+    closeSync(openSync(filename, 'a', 0o600))
+  }
   const background = inMemory ? undefined : options.checkpointInBackground
   const pragmas = [
     `synchronous = ${options.synchronous}`,
