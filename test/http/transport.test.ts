@@ -12,13 +12,17 @@ eachDatabase(t, (t, db) => {
     const extra = await client.service.createApiKey({ appId: client.appId })
     t.equal((await client.request({ method: 'GET', url: '/users/ada', headers: { authorization: `bEaReR ${extra.apiKey}` } })).statusCode, 200, 'scheme is case-insensitive')
     await client.service.revokeApiKey({ keyId: extra.keyId })
-    const cases: Array<Record<string, string>> = [
+    const cases: Array<Record<string, string | string[]>> = [
       { authorization: '' },
       { authorization: 'Bearer' },
       { authorization: `Basic ${client.apiKey}` },
       { authorization: 'Bearer klaim_sk_unknown' },
       { authorization: `Bearer ${extra.apiKey}` },
-      { authorization: `Bearer ${client.apiKey} extra` }
+      { authorization: `Bearer ${client.apiKey} extra` },
+      // Two fields: Node keeps the first, where a proxy may have checked the last.
+      { authorization: [`Bearer ${client.apiKey}`, `Bearer ${client.apiKey}`] },
+      { authorization: [`Bearer ${client.apiKey}`, 'Bearer klaim_sk_unknown'] },
+      { authorization: ['Bearer klaim_sk_unknown', `Bearer ${client.apiKey}`] }
     ]
     for (const headers of cases) {
       for (const [method, url, payload] of [['GET', '/users/ada'], ['PUT', '/users/ada', '{bad'], ['POST', '/users', 'x'.repeat(70000)]] as const) {

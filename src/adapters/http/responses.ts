@@ -16,7 +16,7 @@ export const unavailableResponse = retryLater('The database is unavailable; the 
 
 export const COMMON_RESPONSES = {
   400: invalid,
-  401: errorResponse('Missing, malformed, unknown or revoked API key (with `WWW-Authenticate: Bearer`).', { message: 'Missing or invalid API key.', code: 'unauthorized' }),
+  401: errorResponse('Missing, malformed (or sent twice), unknown or revoked API key (with `WWW-Authenticate: Bearer`).', { message: 'Missing or invalid API key.', code: 'unauthorized' }),
   404: errorResponse('No user with that user_id in the caller\'s app.', { message: 'Can not find user with the given user_id.', code: 'user_not_found' }),
   413: errorResponse('The body is over 65536 bytes.', { message: 'The request body is larger than 65536 bytes.', code: 'payload_too_large' }),
   415: errorResponse('The body is not UTF-8 JSON (merge-patch JSON on PUT and PATCH only), or it is compressed.',

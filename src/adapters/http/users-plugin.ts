@@ -45,7 +45,10 @@ const SECURITY = [{ apiKey: [] }]
 /** How many times the request carries the field `name` (lower case), from Node's `rawHeaders`. */
 function occurrences (rawHeaders: string[], name: string): number {
   let count = 0
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]?.toLowerCase() === name) count++
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const field = rawHeaders[i] as string
+    if (field.length === name.length && field.toLowerCase() === name) count++
+  }
   return count
 }
 
@@ -136,7 +139,9 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   // fetches the user named in the path, which the route then needs not read again (an update
   // under an Idempotency-Key starts its transaction from it too; see updateUserProfile).
   fastify.addHook('onRequest', async (request, reply) => {
-    const key = BEARER.exec(request.headers.authorization ?? '')?.[1]
+    // Node keeps the first of two Authorization fields, where a proxy may have checked the last:
+    // a request that names two keys is refused, as a malformed one.
+    const key = occurrences(request.raw.rawHeaders, 'authorization') > 1 ? undefined : BEARER.exec(request.headers.authorization ?? '')?.[1]
     const found = key === undefined ? undefined : await service.authenticate(key, (request.params as { user_id?: string }).user_id)
     if (found === undefined) {
       await limit(failureLimit, request, reply)
