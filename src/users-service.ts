@@ -1,4 +1,4 @@
-import { authenticate, createApiKey, createApp, listApiKeys } from './application/apps.js'
+import { authenticate, createApiKey, createApp, createFirstApp, listApiKeys } from './application/apps.js'
 import { createUser } from './application/create-user.js'
 import { getUser } from './application/get-user.js'
 import { idempotent } from './application/idempotency.js'
@@ -32,6 +32,8 @@ export async function openUsersService (options: UsersServiceOptions) {
     getUser: getUser({ users }),
     updateUserProfile: updateUserProfile({ transactor, clock }),
     createApp: createApp(appDeps),
+    /** The first start's app `default` with a key, unless an app exists (then undefined). */
+    createFirstApp: createFirstApp(appDeps),
     createApiKey: createApiKey(appDeps),
     listApps: async () => await apps.listApps(),
     listApiKeys: listApiKeys(appDeps),

@@ -39,6 +39,20 @@ export function createApp (deps: AppDeps) {
   }
 }
 
+/**
+ * The first start's app: creates the app `default` with a key, if the database holds no app at
+ * all; undefined when it does. Several processes starting at once on an empty database create
+ * one app between them.
+ */
+export function createFirstApp ({ apps, clock, ids, keys }: AppDeps) {
+  return async function (): Promise<CreatedApp | undefined> {
+    const app: App = { appId: ids.opaque('app_'), name: 'default', createdAt: clock.now() }
+    const { apiKey, keyHash, prefix } = keys.mint()
+    const key: ApiKey = { keyId: ids.opaque('key_'), appId: app.appId, prefix, createdAt: app.createdAt, revokedAt: null }
+    return await apps.insertFirstApp(app, key, keyHash) ? { appId: app.appId, name: app.name, apiKey } : undefined
+  }
+}
+
 /** The `ValidationError` for an `appId` that names no app, where one is created or changed. */
 export const unknownApp = (): ValidationError => new ValidationError([{ path: '/appId', message: 'is not a known app' }])
 

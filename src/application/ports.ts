@@ -123,6 +123,12 @@ export interface ApiKey {
 /** Apps and their API keys. Keys are stored only as hashes. */
 export interface AppRepository {
   insertApp(app: App): Promise<void>
+  /**
+   * Stores `app` and its key `key` only if the database holds no app at all, checked and written
+   * in one transaction that excludes every other process doing the same; false, storing nothing,
+   * when an app exists.
+   */
+  insertFirstApp(app: App, key: ApiKey, keyHash: string): Promise<boolean>
   appExists(appId: string): Promise<boolean>
   listApps(): Promise<App[]>
   insertKey(key: ApiKey, keyHash: string): Promise<void>

@@ -1,5 +1,9 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { buildHttpApp } from '../../src/adapters/http/app.js'
+import { ensureFirstApp } from '../../src/first-start.js'
 import { openUsersService } from '../../src/users-service.js'
 import { eachDatabase } from '../helpers/databases.js'
 import { tally } from '../helpers/users.js'
@@ -59,5 +63,22 @@ eachDatabase(t, (t, db) => {
     t.equal((await read()).statusCode, 404)
     await clients[0].service.revokeApiKey({ keyId: extra.keyId })
     t.equal((await read()).statusCode, 401)
+  })
+
+  t.test('servers starting at once on an empty database create one first app between them', async (t) => {
+    const url = await db.freshShared(t)
+    const open = async () => await openUsersService({ databaseUrl: url, poolMax: 5 })
+    const services = [await open(), await open(), await open()] as const
+    t.teardown(async () => { for (const service of services) await service.close() })
+    const folders = services.map(() => mkdtempSync(join(tmpdir(), 'klaim-first-')))
+    t.teardown(() => { for (const folder of folders) rmSync(folder, { recursive: true, force: true }) })
+    // Each reads "no app" before any writes one, as processes starting together do.
+    const created = await Promise.all(services.map(async (service) => await Promise.all([1, 2].map(async () => await service.createFirstApp()))))
+    const winners = created.flat().filter((app) => app !== undefined)
+    t.equal(winners.length, 1, 'one app created')
+    t.same((await services[0].listApps()).map((app) => app.appId), [winners[0]?.appId], 'and only that one stored')
+    t.ok(await services[2].authenticate(winners[0]?.apiKey ?? ''), 'with its key')
+    const files = await Promise.all(services.map(async (service, i) => await ensureFirstApp(service, folders[i] as string)))
+    t.same(files, [undefined, undefined, undefined], 'a later start writes no key file')
   })
 })

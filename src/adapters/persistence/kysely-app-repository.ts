@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { AppRepository, StoredKey } from '../../application/ports.js'
 import { rowToUser, type UserRow } from './kysely-user-repository.js'
 import { prepare } from './prepared.js'
@@ -9,7 +9,11 @@ const toMillis = (value: number | string | null): number | null => value === nul
 const toKey = (row: { id: string, app_id: string, key_hash: string, revoked_at: number | string | null }): StoredKey =>
   ({ keyId: row.id, appId: row.app_id, keyHash: row.key_hash, revokedAt: toMillis(row.revoked_at) })
 
-export function kyselyAppRepository (db: Kysely<DatabaseSchema>): AppRepository {
+// Any constant: the key of the PostgreSQL advisory lock that makes first starts take turns.
+const FIRST_APP_LOCK = 0x6b6c6169
+
+/** `dialect` says how a first start excludes others: SQLite's transactions do (BEGIN IMMEDIATE), PostgreSQL's need a lock. */
+export function kyselyAppRepository (db: Kysely<DatabaseSchema>, dialect: 'sqlite' | 'postgres'): AppRepository {
   // Run on every request (authentication): compiled once.
   const keyByHash = prepare(db.selectFrom('api_keys').select(['id', 'app_id', 'key_hash', 'revoked_at']).where('key_hash', '=', ''))
   // The same, and the user named in the path: a revoked key joins no user.
@@ -21,6 +25,18 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>): AppRepository 
   return {
     async insertApp (app) {
       await db.insertInto('apps').values({ id: app.appId, name: app.name, created_at: app.createdAt }).execute()
+    },
+
+    async insertFirstApp (app, key, keyHash) {
+      return await db.transaction().execute(async (trx) => {
+        if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(${FIRST_APP_LOCK})`.execute(trx)
+        if (await trx.selectFrom('apps').select('id').limit(1).executeTakeFirst() !== undefined) return false
+        await trx.insertInto('apps').values({ id: app.appId, name: app.name, created_at: app.createdAt }).execute()
+        await trx.insertInto('api_keys').values({
+          id: key.keyId, app_id: key.appId, key_hash: keyHash, prefix: key.prefix, created_at: key.createdAt, revoked_at: key.revokedAt
+        }).execute()
+        return true
+      })
     },
 
     async appExists (appId) {

@@ -138,7 +138,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     pool,
     pipeline,
     users: kyselyUserRepository(db, queries.users, false),
-    apps: kyselyAppRepository(db),
+    apps: kyselyAppRepository(db, dialect),
     idempotency: kyselyIdempotencyStore(db, queries.idempotency),
     transactor: kyselyTransactor(db, queries),
     migrate: async () => await migrateToLatest(db, dialect),
