@@ -1,7 +1,7 @@
 import { ValidationError } from '../domain/errors.js'
 import { hasForbiddenCharacter } from '../domain/metadata.js'
 import { isValidUserId } from '../domain/profile-rules.js'
-import type { ApiKey, App, AppRepository, Clock, IdSource, KeyMinter, StoredKey, UserSnapshot } from './ports.js'
+import type { ApiKey, App, AppRepository, Clock, IdSource, KeyMinter, NewKey, StoredKey, UserSnapshot } from './ports.js'
 
 export interface CreatedApp {
   appId: string
@@ -18,14 +18,14 @@ export interface CreatedKey {
 
 interface AppDeps { apps: AppRepository, clock: Clock, ids: IdSource, keys: KeyMinter }
 
-async function issueKey ({ apps, clock, ids, keys }: AppDeps, appId: string): Promise<CreatedKey> {
+/** A new key of `appId`, not stored yet: `apiKey` is shown once, `keyHash` stored. */
+function mintKey ({ clock, ids, keys }: AppDeps, appId: string): NewKey & { apiKey: string } {
   const { apiKey, keyHash, prefix } = keys.mint()
   const key: ApiKey = { keyId: ids.opaque('key_'), appId, prefix, createdAt: clock.now(), revokedAt: null }
-  await apps.insertKey(key, keyHash)
-  return { keyId: key.keyId, appId, apiKey }
+  return { key, keyHash, apiKey }
 }
 
-/** Creates an app with a first API key. Throws `ValidationError` for a blank or overlong name. */
+/** Creates an app with a first API key, both or neither. Throws `ValidationError` for a blank or overlong name. */
 export function createApp (deps: AppDeps) {
   return async function ({ name }: { name: unknown }): Promise<CreatedApp> {
     const trimmed = typeof name === 'string' ? name.trim() : ''
@@ -33,9 +33,9 @@ export function createApp (deps: AppDeps) {
       throw new ValidationError([{ path: '/name', message: 'must be a string of 1 to 200 characters' }])
     }
     const app: App = { appId: deps.ids.opaque('app_'), name: trimmed, createdAt: deps.clock.now() }
-    await deps.apps.insertApp(app)
-    const { apiKey } = await issueKey(deps, app.appId)
-    return { appId: app.appId, name: app.name, apiKey }
+    const firstKey = mintKey(deps, app.appId)
+    await deps.apps.insertApp(app, firstKey)
+    return { appId: app.appId, name: app.name, apiKey: firstKey.apiKey }
   }
 }
 
@@ -44,12 +44,11 @@ export function createApp (deps: AppDeps) {
  * all; undefined when it does. Several processes starting at once on an empty database create
  * one app between them.
  */
-export function createFirstApp ({ apps, clock, ids, keys }: AppDeps) {
+export function createFirstApp (deps: AppDeps) {
   return async function (): Promise<CreatedApp | undefined> {
-    const app: App = { appId: ids.opaque('app_'), name: 'default', createdAt: clock.now() }
-    const { apiKey, keyHash, prefix } = keys.mint()
-    const key: ApiKey = { keyId: ids.opaque('key_'), appId: app.appId, prefix, createdAt: app.createdAt, revokedAt: null }
-    return await apps.insertFirstApp(app, key, keyHash) ? { appId: app.appId, name: app.name, apiKey } : undefined
+    const app: App = { appId: deps.ids.opaque('app_'), name: 'default', createdAt: deps.clock.now() }
+    const firstKey = mintKey(deps, app.appId)
+    return await deps.apps.insertFirstApp(app, firstKey) ? { appId: app.appId, name: app.name, apiKey: firstKey.apiKey } : undefined
   }
 }
 
@@ -60,7 +59,9 @@ export const unknownApp = (): ValidationError => new ValidationError([{ path: '/
 export function createApiKey (deps: AppDeps) {
   return async function ({ appId }: { appId: string }): Promise<CreatedKey> {
     if (typeof appId !== 'string' || !await deps.apps.appExists(appId)) throw unknownApp()
-    return await issueKey(deps, appId)
+    const { key, keyHash, apiKey } = mintKey(deps, appId)
+    await deps.apps.insertKey(key, keyHash)
+    return { keyId: key.keyId, appId, apiKey }
   }
 }
 

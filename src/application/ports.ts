@@ -121,14 +121,21 @@ export interface ApiKey {
 }
 
 /** Apps and their API keys. Keys are stored only as hashes. */
+/** A key to store: only its hash is kept. */
+export interface NewKey {
+  key: ApiKey
+  keyHash: string
+}
+
 export interface AppRepository {
-  insertApp(app: App): Promise<void>
+  /** Stores `app`, and with `firstKey` that key too, in the same transaction. */
+  insertApp(app: App, firstKey?: NewKey): Promise<void>
   /**
-   * Stores `app` and its key `key` only if the database holds no app at all, checked and written
-   * in one transaction that excludes every other process doing the same; false, storing nothing,
-   * when an app exists.
+   * Stores `app` and its key only if the database holds no app at all, checked and written in one
+   * transaction that excludes every other process doing the same; false, storing nothing, when an
+   * app exists.
    */
-  insertFirstApp(app: App, key: ApiKey, keyHash: string): Promise<boolean>
+  insertFirstApp(app: App, firstKey: NewKey): Promise<boolean>
   appExists(appId: string): Promise<boolean>
   listApps(): Promise<App[]>
   insertKey(key: ApiKey, keyHash: string): Promise<void>

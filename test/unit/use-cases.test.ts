@@ -59,6 +59,16 @@ eachDatabase(t, (t, db) => {
     t.same(await users.getUser({ appId, userId: 'ada' }), u, 'nothing changed')
   })
 
+  t.test('an app and its first key are stored together or not at all', async (t) => {
+    // Every key id drawn is the same, so the second app's key cannot be stored.
+    const ids = { pick: () => 0, opaque: (prefix: string) => prefix === 'key_' ? 'key_same' : `${prefix}${Math.random()}` }
+    const users = await freshService(t, db, { ids })
+    const first = await users.createApp({ name: 'one' })
+    await t.rejects(users.createApp({ name: 'two' }))
+    t.same((await users.listApps()).map((app) => app.name), ['one'], 'no app is left without its key')
+    t.equal((await users.authenticate(first.apiKey))?.appId, first.appId)
+  })
+
   t.test('a drawn klaim_id that is taken is drawn again, never reported', async (t) => {
     let draws = 0
     // The first two draws repeat the same suffix; the third differs.

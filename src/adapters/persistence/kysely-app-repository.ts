@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely'
-import type { AppRepository, StoredKey } from '../../application/ports.js'
+import type { App, AppRepository, NewKey, StoredKey } from '../../application/ports.js'
 import { rowToUser, type UserRow } from './kysely-user-repository.js'
 import { prepare } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
@@ -8,6 +8,17 @@ const toMillis = (value: number | string | null): number | null => value === nul
 
 const toKey = (row: { id: string, app_id: string, key_hash: string, revoked_at: number | string | null }): StoredKey =>
   ({ keyId: row.id, appId: row.app_id, keyHash: row.key_hash, revokedAt: toMillis(row.revoked_at) })
+
+async function insertKey (db: Kysely<DatabaseSchema>, { key, keyHash }: NewKey): Promise<void> {
+  await db.insertInto('api_keys').values({
+    id: key.keyId, app_id: key.appId, key_hash: keyHash, prefix: key.prefix, created_at: key.createdAt, revoked_at: key.revokedAt
+  }).execute()
+}
+
+async function insertApp (db: Kysely<DatabaseSchema>, app: App, firstKey?: NewKey): Promise<void> {
+  await db.insertInto('apps').values({ id: app.appId, name: app.name, created_at: app.createdAt }).execute()
+  if (firstKey !== undefined) await insertKey(db, firstKey)
+}
 
 // Any constant: the key of the PostgreSQL advisory lock that makes first starts take turns.
 const FIRST_APP_LOCK = 0x6b6c6169
@@ -23,18 +34,16 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>, dialect: 'sqlit
       'u.credit_balance', 'u.acquisition_source', 'u.created_at', 'u.updated_at', 'u.version'])
     .where('k.key_hash', '=', ''))
   return {
-    async insertApp (app) {
-      await db.insertInto('apps').values({ id: app.appId, name: app.name, created_at: app.createdAt }).execute()
+    async insertApp (app, firstKey) {
+      if (firstKey === undefined) await insertApp(db, app)
+      else await db.transaction().execute(async (trx) => { await insertApp(trx, app, firstKey) })
     },
 
-    async insertFirstApp (app, key, keyHash) {
+    async insertFirstApp (app, firstKey) {
       return await db.transaction().execute(async (trx) => {
         if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(${FIRST_APP_LOCK})`.execute(trx)
         if (await trx.selectFrom('apps').select('id').limit(1).executeTakeFirst() !== undefined) return false
-        await trx.insertInto('apps').values({ id: app.appId, name: app.name, created_at: app.createdAt }).execute()
-        await trx.insertInto('api_keys').values({
-          id: key.keyId, app_id: key.appId, key_hash: keyHash, prefix: key.prefix, created_at: key.createdAt, revoked_at: key.revokedAt
-        }).execute()
+        await insertApp(trx, app, firstKey)
         return true
       })
     },
@@ -49,9 +58,7 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>, dialect: 'sqlit
     },
 
     async insertKey (key, keyHash) {
-      await db.insertInto('api_keys').values({
-        id: key.keyId, app_id: key.appId, key_hash: keyHash, prefix: key.prefix, created_at: key.createdAt, revoked_at: key.revokedAt
-      }).execute()
+      await insertKey(db, { key, keyHash })
     },
 
     async listKeys (appId) {
