@@ -59,9 +59,9 @@ export const unknownApp = (): ValidationError => new ValidationError([{ path: '/
 export function createApiKey (deps: AppDeps) {
   return async function ({ appId }: { appId: string }): Promise<CreatedKey> {
     if (typeof appId !== 'string' || !await deps.apps.appExists(appId)) throw unknownApp()
-    const { key, keyHash, apiKey } = mintKey(deps, appId)
-    await deps.apps.insertKey(key, keyHash)
-    return { keyId: key.keyId, appId, apiKey }
+    const { apiKey, ...newKey } = mintKey(deps, appId)
+    await deps.apps.insertKey(newKey)
+    return { keyId: newKey.key.keyId, appId, apiKey }
   }
 }
 

@@ -120,13 +120,13 @@ export interface ApiKey {
   revokedAt: number | null
 }
 
-/** Apps and their API keys. Keys are stored only as hashes. */
 /** A key to store: only its hash is kept. */
 export interface NewKey {
   key: ApiKey
   keyHash: string
 }
 
+/** Apps and their API keys. Keys are stored only as hashes. */
 export interface AppRepository {
   /** Stores `app`, and with `firstKey` that key too, in the same transaction. */
   insertApp(app: App, firstKey?: NewKey): Promise<void>
@@ -138,7 +138,7 @@ export interface AppRepository {
   insertFirstApp(app: App, firstKey: NewKey): Promise<boolean>
   appExists(appId: string): Promise<boolean>
   listApps(): Promise<App[]>
-  insertKey(key: ApiKey, keyHash: string): Promise<void>
+  insertKey(newKey: NewKey): Promise<void>
   listKeys(appId: string): Promise<ApiKey[]>
   /** Marks the key revoked; false when there is no such key. */
   revokeKey(keyId: string, at: number): Promise<boolean>

@@ -172,7 +172,7 @@ eachDatabase(t, (t, db) => {
     t.ok(await apps.appExists('app1'))
     t.notOk(await apps.appExists('nope'))
     t.same((await apps.listApps()).map((a) => a.appId), ['app1', 'app2'])
-    await apps.insertKey({ keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: null }, 'hash1')
+    await apps.insertKey({ key: { keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: null }, keyHash: 'hash1' })
     t.same(await apps.findKeyByHash('hash1'), { keyId: 'k1', appId: 'app1', keyHash: 'hash1', revokedAt: null })
     t.equal(await apps.findKeyByHash('nope'), undefined)
     t.ok(await apps.revokeKey('k1', 9))
@@ -184,8 +184,8 @@ eachDatabase(t, (t, db) => {
 
   t.test('a key and a user in one read: only a user of the key\'s app, none for a revoked key', async (t) => {
     const { apps, users } = await withApps(t)
-    await apps.insertKey({ keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: null }, 'hash1')
-    await apps.insertKey({ keyId: 'k2', appId: 'app2', prefix: 'klaim_sk_def', createdAt: 5, revokedAt: null }, 'hash2')
+    await apps.insertKey({ key: { keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: null }, keyHash: 'hash1' })
+    await apps.insertKey({ key: { keyId: 'k2', appId: 'app2', prefix: 'klaim_sk_def', createdAt: 5, revokedAt: null }, keyHash: 'hash2' })
     const ada1 = user({ userId: 'ada', metadata: { app: 1 } })
     const ada2 = user({ appId: 'app2', userId: 'ada', metadata: { app: 2 } })
     const bob2 = user({ appId: 'app2', userId: 'bob' })

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox'
+import { PRECONDITION_MESSAGES } from '../../domain/errors.js'
 import { errorResponse, notModifiedResponse, userResponse } from './schemas.js'
 
 // Every status a /users route can answer, with the contract's messages as examples.
@@ -37,8 +38,8 @@ const reused = errorResponse('This Idempotency-Key was used with a different req
 const { 404: _notFound, ...WITHOUT_404 } = COMMON_RESPONSES
 const { 413: _tooLarge, 415: _mediaType, ...WITHOUT_BODY } = COMMON_RESPONSES
 
-const MODIFIED = { message: 'The user was modified since it was read.', code: 'precondition_failed' }
-const MATCHES = { message: 'The user matches If-None-Match.', code: 'precondition_failed' }
+const MODIFIED = { message: PRECONDITION_MESSAGES.ifMatch, code: 'precondition_failed' }
+const MATCHES = { message: PRECONDITION_MESSAGES.ifNoneMatch, code: 'precondition_failed' }
 
 export const GET_RESPONSES = {
   200: userResponse('The user.'),

@@ -57,8 +57,8 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>, dialect: 'sqlit
       return rows.map((r) => ({ appId: r.id, name: r.name, createdAt: Number(r.created_at) }))
     },
 
-    async insertKey (key, keyHash) {
-      await insertKey(db, { key, keyHash })
+    async insertKey (newKey) {
+      await insertKey(db, newKey)
     },
 
     async listKeys (appId) {
