@@ -1,5 +1,6 @@
 # Build: compile TypeScript and the better-sqlite3 addon, then keep production dependencies only.
-FROM node:20-bookworm-slim AS build
+# Node 22 (LTS): Node 20 left upstream support in April 2026. `.ci/run` runs the suite on both.
+FROM node:22-bookworm-slim AS build
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ \
   && rm -rf /var/lib/apt/lists/*
@@ -9,7 +10,7 @@ COPY src ./src
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev
 
 # Run: no compilers, no dev dependencies, a non-root user, tini as PID 1 forwarding signals.
-FROM node:20-bookworm-slim
+FROM node:22-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends tini \
   && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
