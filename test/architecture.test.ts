@@ -43,3 +43,25 @@ t.test('the check would catch a framework, a driver or an adapter', async (t) =>
   t.same(importsOf(probe).map((s) => target(inDomain, s)), ['package:kysely', 'package:fastify', 'adapters', 'package:pg', 'package:node:fs'])
   t.notOk(ALLOWED.domain?.includes(target(inDomain, '../adapters/http/app.js')))
 })
+
+/** The package an import names: `@scope/name` or `name`, without a subpath. */
+function packageOf (specifier: string): string {
+  return specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/')
+}
+
+const PRODUCTION = Object.keys((JSON.parse(readFileSync(resolve(SRC, '..', 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies)
+
+// `npm install klaim-users` and the Docker image install `dependencies` only: an import of a dev
+// dependency in src/ works in this repository and fails for every user of the package.
+t.test('src imports only Node\'s built-ins and the production dependencies', async (t) => {
+  const files = sources(SRC)
+  t.ok(files.length > 0)
+  for (const file of files) {
+    for (const specifier of importsOf(readFileSync(file, 'utf8'))) {
+      if (specifier.startsWith('.') || specifier.startsWith('node:')) continue
+      t.ok(PRODUCTION.includes(packageOf(specifier)), `${relative(SRC, file)} imports ${specifier}`)
+    }
+  }
+  t.same(['@sinclair/typebox/value', 'kysely', 'tap'].map(packageOf), ['@sinclair/typebox', 'kysely', 'tap'])
+  t.notOk(PRODUCTION.includes('tap'), 'the check would catch a dev dependency')
+})
