@@ -73,6 +73,13 @@ eachDatabase(t, (t, db) => {
       }
     }
     t.equal((await client.request({ method: 'GET', url: '/users/ada' })).statusCode, 200, 'the user is still there')
+    // No CORS (README): a browser's preflight is refused, and no answer lets a page read it.
+    const origin = 'https://shop.example'
+    const preflight = await client.app.inject({ method: 'OPTIONS', url: '/users/ada', headers: { origin, 'access-control-request-method': 'PUT', 'access-control-request-headers': 'authorization' } })
+    const read = await client.request({ method: 'GET', url: '/users/ada', headers: { origin } })
+    t.equal(preflight.statusCode, 404)
+    t.equal(read.statusCode, 200)
+    for (const res of [preflight, read]) t.same(Object.keys(res.headers).filter((name) => name.startsWith('access-control-')), [])
   })
 
   t.test('415, 413 and invalid_json, in the contract\'s order', async (t) => {
