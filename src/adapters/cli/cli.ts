@@ -1,5 +1,7 @@
 import type { UsersService } from '../../users-service.js'
 import { UsersError } from '../../domain/errors.js'
+import { parseDatabaseUrl } from '../persistence/database-url.js'
+import { BackupRefused, backupSqliteFile } from '../persistence/sqlite-backup.js'
 
 export interface CliIo {
   out: (line: string) => void
@@ -11,12 +13,14 @@ type Service = Pick<UsersService, 'createApp' | 'listApps' | 'createApiKey' | 'l
 /** Positional arguments, their count already checked against `Verb.args`. */
 type Args = [string, string]
 
-interface Verb {
-  usage: string
-  summary: string
-  args: number
-  run: (service: Service, args: Args, json: boolean, io: CliIo) => Promise<void>
-}
+/**
+ * A verb runs against the opened service (`run`: a fresh database is created and migrated first),
+ * or on the database's URL alone (`runOnDatabase`: nothing is opened, created or migrated for it).
+ */
+type Verb = { usage: string, summary: string, args: number } & (
+  | { run: (service: Service, args: Args, json: boolean, io: CliIo) => Promise<void> }
+  | { runOnDatabase: (databaseUrl: string, args: Args, json: boolean, io: CliIo) => Promise<void> }
+)
 
 const iso = (ms: number | null): string => ms === null ? '-' : new Date(ms).toISOString()
 
@@ -82,6 +86,25 @@ const VERBS: Record<string, Verb> = {
       io.out(applied.length === 0 ? 'The database is up to date.' : `Applied: ${applied.join(', ')}`)
     }
   },
+  backup: {
+    usage: 'backup <file> [--json]',
+    summary: 'Copy the SQLite database, consistent while servers run, to a new file (mode 0600).',
+    args: 1,
+    async runOnDatabase (databaseUrl, [file], json, io) {
+      const location = parseDatabaseUrl(databaseUrl)
+      if (location?.dialect !== 'sqlite' || location.filename === ':memory:') {
+        throw new CliError('backup copies a SQLite database file; back up PostgreSQL with its own tools (pg_dump).')
+      }
+      let bytes
+      try {
+        bytes = backupSqliteFile(location.filename, file)
+      } catch (error) {
+        if (error instanceof BackupRefused) throw new CliError(error.message)
+        throw error
+      }
+      io.out(json ? JSON.stringify({ database: location.filename, backup: file, bytes }) : `Backed up ${location.filename} to ${file} (${bytes} bytes).`)
+    }
+  },
   'users get': {
     usage: 'users get <app_id> <user_id> [--json]',
     summary: 'Show one user of an app.',
@@ -106,7 +129,7 @@ function help (): string {
 }
 
 /** Parses argv into a verb; returns undefined after printing help. Throws `CliError` on misuse. */
-export function parseArgs (argv: string[], io: CliIo): { verb: Verb, args: Args, json: boolean } | undefined {
+export function parseArgs (argv: string[], io: CliIo): ParsedCommand | undefined {
   const json = argv.includes('--json')
   const wantsHelp = argv.includes('--help') || argv.includes('-h')
   const words = argv.filter((a) => a !== '--json' && a !== '--help' && a !== '-h')
@@ -122,10 +145,27 @@ export function parseArgs (argv: string[], io: CliIo): { verb: Verb, args: Args,
   return { verb, args: args as Args, json }
 }
 
-/** Runs one command against an opened service; returns the exit code. */
-export async function runCommand (parsed: { verb: Verb, args: Args, json: boolean }, service: Service, io: CliIo): Promise<number> {
+export type ParsedCommand = { verb: Verb, args: Args, json: boolean }
+
+/** Whether the command runs on the database's URL alone, without the service. */
+export function runsOnDatabase (parsed: ParsedCommand): boolean {
+  return 'runOnDatabase' in parsed.verb
+}
+
+/**
+ * Runs one command against an opened service (which it leaves open), or, for a verb that runs on
+ * the database's URL alone (see `runsOnDatabase`), on that URL. Returns the exit code.
+ */
+export async function runCommand (parsed: ParsedCommand, target: Service | string, io: CliIo): Promise<number> {
   try {
-    await parsed.verb.run(service, parsed.args, parsed.json, io)
+    const { verb } = parsed
+    if ('runOnDatabase' in verb) {
+      if (typeof target !== 'string') throw new TypeError(`${verb.usage} runs on a database URL`)
+      await verb.runOnDatabase(target, parsed.args, parsed.json, io)
+    } else {
+      if (typeof target === 'string') throw new TypeError(`${verb.usage} runs on a service`)
+      await verb.run(target, parsed.args, parsed.json, io)
+    }
     return 0
   } catch (error) {
     if (error instanceof CliError) { io.err(error.message); return error.exitCode }

@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from '../../config.js'
 import { openUsersService } from '../../users-service.js'
-import { CliError, parseArgs, runCommand, type CliIo } from './cli.js'
+import { CliError, parseArgs, runCommand, runsOnDatabase, type CliIo } from './cli.js'
 
 const io: CliIo = { out: (line) => process.stdout.write(`${line}\n`), err: (line) => process.stderr.write(`${line}\n`) }
 
@@ -22,6 +22,7 @@ async function main (): Promise<number> {
     io.err(`klaim-users: ${error.message}`)
     return 2
   }
+  if (runsOnDatabase(parsed)) return await runCommand(parsed, config.databaseUrl, io)
   let service
   try {
     service = await openUsersService({ databaseUrl: config.databaseUrl, poolMax: 2, sqliteSynchronous: config.sqliteSynchronous })
