@@ -15,8 +15,8 @@ function syncPath (path: string): void {
 }
 
 /**
- * Writes a consistent copy of the SQLite database `filename` to `destination`, a new file with
- * the database's own mode (0600), while servers go on reading and writing the database: SQLite's
+ * Writes a consistent copy of the SQLite database `filename` to `destination`, a new file of
+ * mode 0600 (as the service creates the database), while servers go on reading and writing it: SQLite's
  * `VACUUM INTO` copies one snapshot (in WAL mode a reader holds up no writer) and compacts it.
  * SQLite does not sync the copy, so it is synced here, with its folder, before this returns.
  * The database must exist (a backup never creates one), and `destination` must not (a backup
