@@ -25,6 +25,13 @@ function mintKey ({ clock, ids, keys }: AppDeps, appId: string): NewKey & { apiK
   return { key, keyHash, apiKey }
 }
 
+/** A new app named `name` with its first key, not stored yet, and what its creator is shown. */
+function newApp (deps: AppDeps, name: string): { app: App, firstKey: NewKey, created: CreatedApp } {
+  const app: App = { appId: deps.ids.opaque('app_'), name, createdAt: deps.clock.now() }
+  const { apiKey, ...firstKey } = mintKey(deps, app.appId)
+  return { app, firstKey, created: { appId: app.appId, name, apiKey } }
+}
+
 /** Creates an app with a first API key, both or neither. Throws `ValidationError` for a blank or overlong name. */
 export function createApp (deps: AppDeps) {
   return async function ({ name }: { name: unknown }): Promise<CreatedApp> {
@@ -32,10 +39,9 @@ export function createApp (deps: AppDeps) {
     if (trimmed.length === 0 || trimmed.length > 200 || hasForbiddenCharacter(trimmed)) {
       throw new ValidationError([{ path: '/name', message: 'must be a string of 1 to 200 characters' }])
     }
-    const app: App = { appId: deps.ids.opaque('app_'), name: trimmed, createdAt: deps.clock.now() }
-    const firstKey = mintKey(deps, app.appId)
+    const { app, firstKey, created } = newApp(deps, trimmed)
     await deps.apps.insertApp(app, firstKey)
-    return { appId: app.appId, name: app.name, apiKey: firstKey.apiKey }
+    return created
   }
 }
 
@@ -46,9 +52,8 @@ export function createApp (deps: AppDeps) {
  */
 export function createFirstApp (deps: AppDeps) {
   return async function (): Promise<CreatedApp | undefined> {
-    const app: App = { appId: deps.ids.opaque('app_'), name: 'default', createdAt: deps.clock.now() }
-    const firstKey = mintKey(deps, app.appId)
-    return await deps.apps.insertFirstApp(app, firstKey) ? { appId: app.appId, name: app.name, apiKey: firstKey.apiKey } : undefined
+    const { app, firstKey, created } = newApp(deps, 'default')
+    return await deps.apps.insertFirstApp(app, firstKey) ? created : undefined
   }
 }
 

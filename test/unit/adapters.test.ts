@@ -85,7 +85,7 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
     out.length = 0
     err.length = 0
     const parsed = parseArgs(argv, io)
-    return parsed === undefined ? 0 : await runCommand(parsed, service, io)
+    return parsed === undefined ? 0 : await runCommand(parsed, { databaseUrl: 'sqlite::memory:', openService: async () => service }, io)
   }
   t.equal(await cli('apps', 'list'), 0)
   t.match(out[0], /No apps yet/)

@@ -147,25 +147,18 @@ export function parseArgs (argv: string[], io: CliIo): ParsedCommand | undefined
 
 export type ParsedCommand = { verb: Verb, args: Args, json: boolean }
 
-/** Whether the command runs on the database's URL alone, without the service. */
-export function runsOnDatabase (parsed: ParsedCommand): boolean {
-  return 'runOnDatabase' in parsed.verb
+/** The database a command runs on: its URL, and the service, opened only for a verb that needs it. */
+export interface CommandTarget {
+  databaseUrl: string
+  openService: () => Promise<Service>
 }
 
-/**
- * Runs one command against an opened service (which it leaves open), or, for a verb that runs on
- * the database's URL alone (see `runsOnDatabase`), on that URL. Returns the exit code.
- */
-export async function runCommand (parsed: ParsedCommand, target: Service | string, io: CliIo): Promise<number> {
+/** Runs one command; returns the exit code. */
+export async function runCommand (parsed: ParsedCommand, target: CommandTarget, io: CliIo): Promise<number> {
   try {
     const { verb } = parsed
-    if ('runOnDatabase' in verb) {
-      if (typeof target !== 'string') throw new TypeError(`${verb.usage} runs on a database URL`)
-      await verb.runOnDatabase(target, parsed.args, parsed.json, io)
-    } else {
-      if (typeof target === 'string') throw new TypeError(`${verb.usage} runs on a service`)
-      await verb.run(target, parsed.args, parsed.json, io)
-    }
+    if ('runOnDatabase' in verb) await verb.runOnDatabase(target.databaseUrl, parsed.args, parsed.json, io)
+    else await verb.run(await target.openService(), parsed.args, parsed.json, io)
     return 0
   } catch (error) {
     if (error instanceof CliError) { io.err(error.message); return error.exitCode }

@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from '../../config.js'
-import { openUsersService } from '../../users-service.js'
-import { CliError, parseArgs, runCommand, runsOnDatabase, type CliIo } from './cli.js'
+import { openUsersService, type UsersService } from '../../users-service.js'
+import { CliError, parseArgs, runCommand, type CliIo } from './cli.js'
 
 const io: CliIo = { out: (line) => process.stdout.write(`${line}\n`), err: (line) => process.stderr.write(`${line}\n`) }
 
@@ -22,18 +22,20 @@ async function main (): Promise<number> {
     io.err(`klaim-users: ${error.message}`)
     return 2
   }
-  if (runsOnDatabase(parsed)) return await runCommand(parsed, config.databaseUrl, io)
-  let service
-  try {
-    service = await openUsersService({ databaseUrl: config.databaseUrl, poolMax: 2, sqliteSynchronous: config.sqliteSynchronous })
-  } catch (error) {
-    io.err(`klaim-users: cannot open the database: ${(error as Error).message}`)
-    return 1
+  const { databaseUrl, sqliteSynchronous } = config
+  let service: UsersService | undefined
+  const openService = async (): Promise<UsersService> => {
+    try {
+      service = await openUsersService({ databaseUrl, poolMax: 2, sqliteSynchronous })
+      return service
+    } catch (error) {
+      throw new CliError(`klaim-users: cannot open the database: ${(error as Error).message}`)
+    }
   }
   try {
-    return await runCommand(parsed, service, io)
+    return await runCommand(parsed, { databaseUrl, openService }, io)
   } finally {
-    await service.close()
+    await service?.close()
   }
 }
 
