@@ -98,7 +98,7 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.equal(await cli('keys', 'create', appId), 0)
   t.match(out[1], /^klaim_sk_/)
   t.equal(await cli('keys', 'list', 'app_none'), 1, 'a mistyped app id is not an app without keys')
-  t.match(err[0], /\/appId is not a known app/)
+  t.equal(err[0], 'No app app_none. See the apps: apps list')
   t.equal(await cli('keys', 'list', appId), 0)
   t.equal(out.length, 2)
   const keyId = out[0]?.split(' ')[0] ?? ''
@@ -107,7 +107,7 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.equal(await cli('keys', 'revoke', 'key_none'), 1)
   t.match(err[0], /No key/)
   t.equal(await cli('keys', 'create', 'app_none'), 1)
-  t.match(err[0], /\/appId is not a known app/)
+  t.equal(err[0], 'No app app_none. See the apps: apps list')
   t.equal(await cli('migrate', '--json'), 0)
   t.same(JSON.parse(out[0] ?? ''), { applied: [] })
   await service.createUser({ appId, email: 'a@example.com', userId: 'a' })

@@ -1,5 +1,5 @@
 import type { UsersService } from '../../users-service.js'
-import { UsersError } from '../../domain/errors.js'
+import { UsersError, ValidationError } from '../../domain/errors.js'
 import { parseDatabaseUrl } from '../persistence/database-url.js'
 import { BackupRefused, backupSqliteFile } from '../persistence/sqlite-backup.js'
 
@@ -21,6 +21,18 @@ type Verb = { usage: string, summary: string, args: number } & (
   | { run: (service: Service, args: Args, json: boolean, io: CliIo) => Promise<void> }
   | { runOnDatabase: (databaseUrl: string, args: Args, json: boolean, io: CliIo) => Promise<void> }
 )
+
+/** Awaits a use case on an app, refusing an app id that names no app in the CLI's own words. */
+async function ofApp<T> (appId: string, result: Promise<T>): Promise<T> {
+  try {
+    return await result
+  } catch (error) {
+    if (error instanceof ValidationError && error.errors.some((e) => e.path === '/appId')) {
+      throw new CliError(`No app ${appId}. See the apps: apps list`)
+    }
+    throw error
+  }
+}
 
 const iso = (ms: number | null): string => ms === null ? '-' : new Date(ms).toISOString()
 
@@ -50,7 +62,7 @@ const VERBS: Record<string, Verb> = {
     summary: 'Add an API key to an app. The key is shown only once.',
     args: 1,
     async run (service, [appId], json, io) {
-      const key = await service.createApiKey({ appId })
+      const key = await ofApp(appId, service.createApiKey({ appId }))
       if (json) return io.out(JSON.stringify({ key_id: key.keyId, app_id: key.appId, api_key: key.apiKey }))
       io.out(`Created key ${key.keyId} for ${key.appId}. Store it now; it is not shown again:`)
       io.out(key.apiKey)
@@ -61,7 +73,7 @@ const VERBS: Record<string, Verb> = {
     summary: "List an app's keys (prefixes only; keys are stored hashed).",
     args: 1,
     async run (service, [appId], json, io) {
-      const keys = await service.listApiKeys({ appId })
+      const keys = await ofApp(appId, service.listApiKeys({ appId }))
       if (json) return io.out(JSON.stringify(keys.map((k) => ({ key_id: k.keyId, app_id: k.appId, prefix: k.prefix, created_at: k.createdAt, revoked_at: k.revokedAt }))))
       if (keys.length === 0) return io.out(`No keys for ${appId}.`)
       for (const k of keys) io.out(`${k.keyId}  ${k.prefix}…  created ${iso(k.createdAt)}  ${k.revokedAt === null ? 'active' : `revoked ${iso(k.revokedAt)}`}`)
