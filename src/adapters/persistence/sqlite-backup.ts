@@ -1,6 +1,7 @@
 import { closeSync, existsSync, fsyncSync, openSync, rmSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
+import { sqliteRuntimeProblem } from './sqlite-runtime.js'
 
 /** A backup refused for a reason its operator can act on (the message says which). */
 export class BackupRefused extends Error {}
@@ -24,6 +25,8 @@ function syncPath (path: string): void {
  * bytes. It blocks the calling thread while it copies: for the command line, not for a server.
  */
 export function backupSqliteFile (filename: string, destination: string): number {
+  const runtimeProblem = sqliteRuntimeProblem(process.versions.node)
+  if (runtimeProblem !== undefined) throw new BackupRefused(runtimeProblem)
   let db
   try {
     db = new Database(filename, { fileMustExist: true })

@@ -9,6 +9,7 @@ import { isSqliteBusy, SQLITE_LOCK_TIMEOUT } from './database-errors.js'
 import { holdWritesOn, runDirectly, type HeldWrite } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer, WAL_SIZE_LIMIT_BYTES } from './sqlite-checkpointer.js'
+import { sqliteRuntimeProblem } from './sqlite-runtime.js'
 import { SqliteThread } from './sqlite-thread.js'
 
 export type SqliteSynchronous = 'NORMAL' | 'FULL'
@@ -269,6 +270,8 @@ export interface SqliteOptions {
  * existing folder or file keeps the mode it has.
  */
 export async function openSqlite (filename: string, options: SqliteOptions): Promise<Kysely<DatabaseSchema>> {
+  const runtimeProblem = sqliteRuntimeProblem(process.versions.node)
+  if (runtimeProblem !== undefined) throw new Error(runtimeProblem)
   const inMemory = filename === ':memory:'
   if (!inMemory) {
     mkdirSync(dirname(filename), { recursive: true, mode: 0o700 })
