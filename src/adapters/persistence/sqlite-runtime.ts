@@ -4,11 +4,12 @@
  * better-sqlite3 12 (the line that still runs on Node 20) derives its objects from Node's
  * `ObjectWrap`. Node 26.4 changed that class to register a cleanup hook per object and remove it
  * when the object is collected. Node 24.19 took the change without the runtime support it needs,
- * so on any 24.x an addon built against 24.19's headers or newer (any build made on a current 24 release)
- * aborts the process when one of its objects is collected with no JavaScript environment current,
- * as at a worker thread's exit or in an idle-time collection (nodejs/node#65446). On 26.0-26.3 an
- * addon built against 26.4's headers or newer, as a prebuilt binary may be, aborts the same way
- * (nodejs/node#65262). Measured here: on Node 24.21.0, 7 of the suite's test files aborted
+ * so an addon built against 24.19's headers or newer (any build made on a current 24 release, or
+ * a prebuilt binary) aborts the process on any 24.x when one of its objects is collected with no
+ * JavaScript environment current, as at a worker thread's exit or in an idle-time collection
+ * (nodejs/node#65446): every 24.x is refused, as the release alone does not tell how the addon
+ * was built. On 26.0-26.3 an addon built against 26.4's headers or newer, as a prebuilt binary
+ * may be, aborts the same way (nodejs/node#65262). Measured here: on Node 24.21.0, 7 of the suite's test files aborted
  * (`Assertion failed: (env) != nullptr`); on 26.12.1 and 22.23.3, none.
  *
  * So the service refuses to open SQLite on those releases, at once and in words, rather than
