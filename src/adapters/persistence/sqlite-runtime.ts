@@ -9,8 +9,9 @@
  * JavaScript environment current, as at a worker thread's exit or in an idle-time collection
  * (nodejs/node#65446): every 24.x is refused, as the release alone does not tell how the addon
  * was built. On 26.0-26.3 an addon built against 26.4's headers or newer, as a prebuilt binary
- * may be, aborts the same way (nodejs/node#65262). Measured here: on Node 24.21.0, 7 of the suite's test files aborted
- * (`Assertion failed: (env) != nullptr`); on 26.12.1 and 22.23.3, none.
+ * may be, aborts the same way (nodejs/node#65262). Measured here: on Node 24.21.0, 7 of the
+ * suite's test files aborted (`Assertion failed: (env) != nullptr`); on 22.23.3, 22.23.5 and
+ * 26.12.1, none.
  *
  * So the service refuses to open SQLite on those releases, at once and in words, rather than
  * abort some time later with a request in flight. PostgreSQL opens no SQLite object, and runs.
