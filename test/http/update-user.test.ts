@@ -256,6 +256,36 @@ eachDatabase(t, (t, db) => {
     t.equal((await client.request({ method: 'GET', url: '/users/bob' })).statusCode, 404, 'nothing created')
   })
 
+  t.test('query parameters: refused by every route with a body, naming each; ignored by GET and HEAD', async (t) => {
+    const client = await freshClient(t, db)
+    const created = await withUser(client)
+    const QUERY = 'is not accepted: this endpoint takes no query parameters (fields go in the JSON body)'
+    const json = { 'content-type': 'application/json' }
+    for (const method of ['PUT', 'PATCH'] as const) {
+      const res = await client.request({ method, url: '/users/ada?name=Eve', payload: {} })
+      t.equal(res.statusCode, 400, method)
+      t.same(res.json(), { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/query/name', message: QUERY }] }, method)
+    }
+    const paths = async (url: string, options: { method?: 'PUT' | 'POST', payload?: string, headers?: Record<string, string> } = {}) =>
+      (await client.request({ method: 'PUT', url, payload: '{}', ...options, headers: { ...json, ...options.headers } })).json().errors.map((e: { path: string }) => e.path)
+    t.same(await paths('/users/ada?a=1&a=2&b&x~y%2Fz=3'), ['/query/a', '/query/b', '/query/x~0y~1z'], 'each name once, as a JSON Pointer token')
+    t.same(await paths('/users/ada?name=Eve', { payload: '{"name": 1}', headers: { 'if-match': 'bad' } }), ['/query/name', '/header/if-match'], 'with the headers, before the body')
+    t.same(await paths(`/users/ada?${Array.from({ length: 150 }, (_, i) => `p${i}=1`).join('&')}`, { headers: { 'if-match': 'bad' } }), Array.from({ length: 100 }, (_, i) => `/query/p${i}`), 'at most 100 listed')
+    t.same(await paths('/users?plan=pro', { method: 'POST', payload: '{"email": "bob@example.com", "user_id": "bob"}' }), ['/query/plan'], 'a create')
+    t.same(await paths('/users/ada?x=1', { method: 'POST', payload: '{}' }), ['/query/x'], 'the POST read alias')
+    t.equal((await client.request({ method: 'GET', url: '/users/bob' })).statusCode, 404, 'nothing created')
+    t.equal((await client.request({ method: 'PUT', url: '/users/ada?name=Eve', payload: {}, headers: { authorization: 'Bearer nope' } })).statusCode, 401, 'the key first')
+
+    for (const method of ['GET', 'HEAD'] as const) {
+      const read = await client.request({ method, url: '/users/ada?_=1700000000&name=Eve' })
+      t.equal(read.statusCode, 200, `${method} ignores them (a cache-buster)`)
+      t.equal(read.headers.etag, `"${created.klaim_id}.1"`)
+    }
+    const empty = await client.request({ method: 'PUT', url: '/users/ada?', payload: { name: 'Ada L' } })
+    t.equal(empty.statusCode, 200, 'an empty query is none')
+    t.equal(empty.json().name, 'Ada L', 'and only the request without one changed the user')
+  })
+
   t.test('a body is required on PUT', async (t) => {
     const client = await freshClient(t, db)
     await withUser(client)

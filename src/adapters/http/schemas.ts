@@ -98,7 +98,7 @@ export const userResponse = (description: string, headers: Array<keyof typeof HE
 })
 
 const FieldErrors = Type.Array(Type.Object({
-  path: Type.String({ description: 'JSON Pointer into the body, or /path/user_id, /header/<name>.' }),
+  path: Type.String({ description: 'JSON Pointer into the body, or /path/user_id, /query/<name>, /header/<name>.' }),
   message: Type.String()
 }))
 

@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { PreconditionFailedError, UsersError, type FieldError } from '../../domain/errors.js'
 import { ifMatchAllows, ifNoneMatchAllows, parseIfMatch, parseIfNoneMatch, type IfMatch, type IfNoneMatch } from '../../domain/if-match.js'
+import { pointer } from '../../domain/metadata.js'
 import type { UserProfile } from '../../domain/user.js'
 import type { StoredResponse, UnitOfWork, UserSnapshot } from '../../application/ports.js'
 import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
@@ -39,6 +40,9 @@ export interface UsersHttpOptions {
 
 const BEARER = /^bearer +([\x21-\x7e]+) *$/i
 const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/
+const QUERY_MESSAGE = 'is not accepted: this endpoint takes no query parameters (fields go in the JSON body)'
+/** The most an answer's `errors` lists (validationProblem caps the body's the same). */
+const MAX_ERRORS = 100
 
 const SECURITY = [{ apiKey: [] }]
 
@@ -166,12 +170,21 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
    * Fastify checks params, then body, then headers; the contract wants the headers before the
    * body, and the body's repeated names (see repeatedNames) with its other errors. `headers` names
    * the route's headers: a read takes no `Idempotency-Key`, and a create ignores `If-None-Match`.
+   * `query`: whether the route refuses query parameters, as every route with a body does (a field
+   * sent in the URL would be dropped while the request succeeds); a GET ignores them, as a
+   * client's cache-buster (`?_=1700000000`) must not break a read.
    */
-  function pathThenHeaders (headers: { ifNoneMatch: boolean, idempotencyKey: boolean }) {
+  function pathThenHeaders (headers: { ifNoneMatch: boolean, idempotencyKey: boolean, query: boolean }) {
     return async (request: FastifyRequest): Promise<void> => {
       const checkParams = request.getValidationFunction('params')
       if (checkParams !== undefined && !checkParams(request.params)) throw validationProblem('params', checkParams.errors ?? [])
       const errors: FieldError[] = []
+      if (headers.query) {
+        for (const name in request.query as Record<string, unknown>) {
+          if (errors.length === MAX_ERRORS) break
+          errors.push({ path: pointer('/query', name), message: QUERY_MESSAGE })
+        }
+      }
       const ifMatch = request.headers['if-match']
       if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
       const ifNoneMatch = headers.ifNoneMatch ? request.headers['if-none-match'] : undefined
@@ -187,7 +200,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
           errors.push({ path: '/header/idempotency-key', message: 'must be sent once' })
         }
       }
-      if (errors.length > 0) throw invalidRequest(errors)
+      if (errors.length > 0) throw invalidRequest(errors.slice(0, MAX_ERRORS))
       const repeated = repeatedNamesOf(request)
       if (repeated !== undefined) {
         const checkBody = request.getValidationFunction('body')
@@ -210,14 +223,14 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     schema: {
       operationId: 'createUser',
       summary: 'Create a user',
-      description: 'Creates a user of the caller\'s app. `user_id` defaults to the generated `klaim_id`; `metadata` is applied as a merge patch onto `{}`.',
+      description: 'Creates a user of the caller\'s app. `user_id` defaults to the generated `klaim_id`; `metadata` is applied as a merge patch onto `{}`. Query parameters are refused (400).',
       tags: ['users'],
       security: SECURITY,
       headers: IdempotencyHeaders,
       body: CreateUserBody,
       response: CREATE_RESPONSES
     },
-    preValidation: pathThenHeaders({ ifNoneMatch: false, idempotencyKey: true })
+    preValidation: pathThenHeaders({ ifNoneMatch: false, idempotencyKey: true, query: true })
   }, async (request, reply) => {
     const { user_id: snake, userId: camel, ...fields } = request.body
     if (snake !== undefined && camel !== undefined && snake !== camel) {
@@ -249,12 +262,14 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       : reply.code(304).type('application/json; charset=utf-8').send()
   }
   const readSchema = { tags: ['users'], security: SECURITY, params: UserParams, headers: ReadHeaders, response: READ_RESPONSES }
-  const readPreValidation = pathThenHeaders({ ifNoneMatch: true, idempotencyKey: false })
-  fastify.get('/users/:user_id', { schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user' }, preValidation: readPreValidation }, async (request, reply) =>
+  fastify.get('/users/:user_id', {
+    schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user', description: 'Query parameters are ignored (a cache-buster does not break the read).' },
+    preValidation: pathThenHeaders({ ifNoneMatch: true, idempotencyKey: false, query: false })
+  }, async (request, reply) =>
     await read(request, reply, undefined, request.params.user_id))
   fastify.post('/users/:user_id', {
-    schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent, empty (zero bytes) or `{}`.', body: EmptyBody },
-    preValidation: readPreValidation
+    schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent, empty (zero bytes) or `{}`. Unlike GET, it refuses query parameters (400).', body: EmptyBody },
+    preValidation: pathThenHeaders({ ifNoneMatch: true, idempotencyKey: false, query: true })
   }, async (request, reply) =>
     await read(request, reply, request.body, request.params.user_id))
 
@@ -264,7 +279,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     schema: {
       operationId: 'updateUserProfile',
       summary: 'Update User Profile',
-      description: 'Changes any of `name`, `email`, `user_id` (a rename) and `metadata` (a JSON Merge Patch, RFC 7396) together or not at all. `{}` changes nothing. PATCH behaves identically.',
+      description: 'Changes any of `name`, `email`, `user_id` (a rename) and `metadata` (a JSON Merge Patch, RFC 7396) together or not at all. `{}` changes nothing. PATCH behaves identically. Query parameters are refused (400).',
       tags: ['users'],
       security: SECURITY,
       consumes: ['application/json', 'application/merge-patch+json'],
@@ -273,7 +288,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       body: UpdateUserBody,
       response: UPDATE_RESPONSES
     },
-    preValidation: pathThenHeaders({ ifNoneMatch: true, idempotencyKey: true }),
+    preValidation: pathThenHeaders({ ifNoneMatch: true, idempotencyKey: true, query: true }),
     handler: async (request, reply) => {
       const { user_id: newUserId, ...changes } = request.body
       return await write(request, reply, `/users/${request.params.user_id}`, async (uow) => {
