@@ -269,8 +269,9 @@ eachDatabase(t, (t, db) => {
     const paths = async (url: string, options: { method?: 'PUT' | 'POST', payload?: string, headers?: Record<string, string> } = {}) =>
       (await client.request({ method: 'PUT', url, payload: '{}', ...options, headers: { ...json, ...options.headers } })).json().errors.map((e: { path: string }) => e.path)
     t.same(await paths('/users/ada?a=1&a=2&b&x~y%2Fz=3'), ['/query/a', '/query/b', '/query/x~0y~1z'], 'each name once, as a JSON Pointer token')
-    t.same(await paths('/users/ada?name=Eve', { payload: '{"name": 1}', headers: { 'if-match': 'bad' } }), ['/query/name', '/header/if-match'], 'with the headers, before the body')
-    t.same(await paths(`/users/ada?${Array.from({ length: 150 }, (_, i) => `p${i}=1`).join('&')}`, { headers: { 'if-match': 'bad' } }), Array.from({ length: 100 }, (_, i) => `/query/p${i}`), 'at most 100 listed')
+    t.same(await paths('/users/ada?name=Eve', { payload: '{"name": 1}', headers: { 'if-match': 'bad' } }), ['/query/name'], 'a part of its own, before the headers and the body')
+    t.same(await paths('/users/x%01?name=Eve'), ['/path/user_id'], 'after the path')
+    t.same(await paths(`/users/ada?${Array.from({ length: 150 }, (_, i) => `p${i}=1`).join('&')}`), Array.from({ length: 100 }, (_, i) => `/query/p${i}`), 'at most 100 listed')
     t.same(await paths('/users?plan=pro', { method: 'POST', payload: '{"email": "bob@example.com", "user_id": "bob"}' }), ['/query/plan'], 'a create')
     t.same(await paths('/users/ada?x=1', { method: 'POST', payload: '{}' }), ['/query/x'], 'the POST read alias')
     t.equal((await client.request({ method: 'GET', url: '/users/bob' })).statusCode, 404, 'nothing created')

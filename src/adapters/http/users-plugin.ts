@@ -172,19 +172,18 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
    * the route's headers: a read takes no `Idempotency-Key`, and a create ignores `If-None-Match`.
    * `query`: whether the route refuses query parameters, as every route with a body does (a field
    * sent in the URL would be dropped while the request succeeds); a GET ignores them, as a
-   * client's cache-buster (`?_=1700000000`) must not break a read.
+   * client's cache-buster (`?_=1700000000`) must not break a read. The query is a part of its
+   * own, between the path and the headers, as in the request.
    */
   function pathThenHeaders (headers: { ifNoneMatch: boolean, idempotencyKey: boolean, query: boolean }) {
     return async (request: FastifyRequest): Promise<void> => {
       const checkParams = request.getValidationFunction('params')
       if (checkParams !== undefined && !checkParams(request.params)) throw validationProblem('params', checkParams.errors ?? [])
-      const errors: FieldError[] = []
       if (headers.query) {
-        for (const name in request.query as Record<string, unknown>) {
-          if (errors.length === MAX_ERRORS) break
-          errors.push({ path: pointer('/query', name), message: QUERY_MESSAGE })
-        }
+        const names = Object.keys(request.query as Record<string, unknown>)
+        if (names.length > 0) throw invalidRequest(names.slice(0, MAX_ERRORS).map((name) => ({ path: pointer('/query', name), message: QUERY_MESSAGE })))
       }
+      const errors: FieldError[] = []
       const ifMatch = request.headers['if-match']
       if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
       const ifNoneMatch = headers.ifNoneMatch ? request.headers['if-none-match'] : undefined
@@ -200,7 +199,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
           errors.push({ path: '/header/idempotency-key', message: 'must be sent once' })
         }
       }
-      if (errors.length > 0) throw invalidRequest(errors.slice(0, MAX_ERRORS))
+      if (errors.length > 0) throw invalidRequest(errors)
       const repeated = repeatedNamesOf(request)
       if (repeated !== undefined) {
         const checkBody = request.getValidationFunction('body')
