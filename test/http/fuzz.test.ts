@@ -50,8 +50,10 @@ const request = fc.record({
   ),
   ifMatch: fc.option(fc.constantFrom('*', '"x"', 'W/"x"', 'garbage', 'CURRENT_ETAG')),
   ifNoneMatch: fc.oneof({ weight: 4, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.constantFrom('*', '"x"', 'garbage', 'CURRENT_ETAG', 'W/CURRENT_ETAG') }),
-  idempotencyKey: fc.option(fc.constantFrom('k1', 'k2', '', 'é'))
-}, { requiredKeys: ['method', 'path', 'payload'] })
+  idempotencyKey: fc.option(fc.constantFrom('k1', 'k2', '', 'é')),
+  // A write refuses any query parameter; a read ignores them; `?` alone is no query.
+  query: fc.oneof({ weight: 9, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom('?', '?name=Eve', '?a=1&a=2', '?_=1700000000', '?%ZZ', '?user_id=x&metadata') })
+}, { requiredKeys: ['method', 'path', 'payload', 'query'] })
 
 eachDatabase(t, (t, db) => {
   t.test(`fuzz: ${RUNS} requests (seed ${SEED})`, async (t) => {
@@ -79,9 +81,10 @@ eachDatabase(t, (t, db) => {
       if (r.ifMatch != null) headers['if-match'] = r.ifMatch === 'CURRENT_ETAG' ? etag : r.ifMatch
       if (r.ifNoneMatch != null) headers['if-none-match'] = r.ifNoneMatch.replace('CURRENT_ETAG', etag)
       if (r.idempotencyKey != null) headers['idempotency-key'] = r.idempotencyKey
-      const res = await client.request({ method: r.method as 'PUT', url: `/users/${path}`, payload: r.method === 'GET' ? undefined : r.payload.text, headers })
+      const res = await client.request({ method: r.method as 'PUT', url: `/users/${path}${r.query}`, payload: r.method === 'GET' ? undefined : r.payload.text, headers })
       statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1
       if (res.statusCode >= 500) throw new Error(`${res.statusCode} for ${JSON.stringify(r)}: ${res.body}`)
+      if (r.method !== 'GET' && r.query.length > 1 && res.statusCode < 400) throw new Error(`a ${res.statusCode} for a write with a query: ${JSON.stringify(r)}`)
       // A 304 (no body) only to a read whose If-None-Match is * (any user there is), or holds
       // the current tag of the user read, and whose If-Match, if any, holds.
       if (res.statusCode === 304) {
