@@ -51,7 +51,8 @@ const request = fc.record({
   ifMatch: fc.option(fc.constantFrom('*', '"x"', 'W/"x"', 'garbage', 'CURRENT_ETAG')),
   ifNoneMatch: fc.oneof({ weight: 4, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.constantFrom('*', '"x"', 'garbage', 'CURRENT_ETAG', 'W/CURRENT_ETAG') }),
   idempotencyKey: fc.option(fc.constantFrom('k1', 'k2', '', 'é')),
-  // A write refuses any query parameter; a read ignores them; `?` alone is no query.
+  // Every method but GET answers a query parameter with an error (a write refuses it; DELETE
+  // is no route); GET ignores them; `?` alone is no query.
   query: fc.oneof({ weight: 9, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom('?', '?name=Eve', '?a=1&a=2', '?_=1700000000', '?%ZZ', '?user_id=x&metadata') })
 }, { requiredKeys: ['method', 'path', 'payload', 'query'] })
 

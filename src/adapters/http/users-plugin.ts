@@ -168,29 +168,29 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
 
   /**
    * Fastify checks params, then body, then headers; the contract wants the headers before the
-   * body, and the body's repeated names (see repeatedNames) with its other errors. `headers` names
-   * the route's headers: a read takes no `Idempotency-Key`, and a create ignores `If-None-Match`.
-   * `query`: whether the route refuses query parameters, as every route with a body does (a field
-   * sent in the URL would be dropped while the request succeeds); a GET ignores them, as a
-   * client's cache-buster (`?_=1700000000`) must not break a read. The query is a part of its
-   * own, between the path and the headers, as in the request.
+   * body, and the body's repeated names (see repeatedNames) with its other errors. `route` says
+   * what the route takes: its headers (a read takes no `Idempotency-Key`, and a create ignores
+   * `If-None-Match`), and whether it refuses query parameters (`query`), as every route with a
+   * body does: a field sent in the URL would be dropped while the request succeeds. A GET ignores
+   * them, as a client's cache-buster (`?_=1700000000`) must not break a read. The query is a part
+   * of its own, between the path and the headers, as in the request.
    */
-  function pathThenHeaders (headers: { ifNoneMatch: boolean, idempotencyKey: boolean, query: boolean }) {
+  function pathThenHeaders (route: { ifNoneMatch: boolean, idempotencyKey: boolean, query: boolean }) {
     return async (request: FastifyRequest): Promise<void> => {
       const checkParams = request.getValidationFunction('params')
       if (checkParams !== undefined && !checkParams(request.params)) throw validationProblem('params', checkParams.errors ?? [])
-      if (headers.query) {
+      if (route.query) {
         const names = Object.keys(request.query as Record<string, unknown>)
         if (names.length > 0) throw invalidRequest(names.slice(0, MAX_ERRORS).map((name) => ({ path: pointer('/query', name), message: QUERY_MESSAGE })))
       }
       const errors: FieldError[] = []
       const ifMatch = request.headers['if-match']
       if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
-      const ifNoneMatch = headers.ifNoneMatch ? request.headers['if-none-match'] : undefined
+      const ifNoneMatch = route.ifNoneMatch ? request.headers['if-none-match'] : undefined
       if (ifNoneMatch !== undefined && parseIfNoneMatch(ifNoneMatch) === undefined) {
         errors.push({ path: '/header/if-none-match', message: IF_MATCH_MESSAGE })
       }
-      const idempotencyKey = headers.idempotencyKey ? request.headers['idempotency-key'] : undefined
+      const idempotencyKey = route.idempotencyKey ? request.headers['idempotency-key'] : undefined
       if (idempotencyKey !== undefined) {
         if (!(typeof idempotencyKey === 'string' && IDEMPOTENCY_KEY.test(idempotencyKey))) {
           errors.push({ path: '/header/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' })

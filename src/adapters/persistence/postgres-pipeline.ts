@@ -62,11 +62,11 @@ export function heldOutcome (answers: ReadonlyArray<PromiseSettledResult<pg.Quer
  * Each statement is its own implicit transaction (pg sends a Sync after each), so a failing one
  * fails alone, unless sent inside `transaction`'s BEGIN and COMMIT. `run` resolves to undefined
  * when the statement should go through the pool instead: no connection, a lock held past
- * `PIPELINE_LOCK_TIMEOUT_MS`, or a statement sent behind a failed Parse of its own (see `run`). It connects on first use and after a loss, and
- * statements wait for that; once an attempt has failed, the next ones (at most one a second) run
- * in the background, so no statement waits out another connect timeout before the pool's. A
- * statement already sent is never sent again: if the connection is lost under it, it fails, as
- * it would on the pool.
+ * `PIPELINE_LOCK_TIMEOUT_MS`, or a statement sent behind a failed Parse of its own (see `run`).
+ * It connects on first use and after a loss, and statements wait for that; once an attempt has
+ * failed, the next ones (at most one a second) run in the background, so no statement waits out
+ * another connect timeout before the pool's. A statement already sent is never sent again: if
+ * the connection is lost under it, it fails, as it would on the pool.
  */
 export class PostgresPipeline implements PipelineGauges {
   readonly handedToPool = { lockWait: 0, noConnection: 0, notPrepared: 0 }
