@@ -15,6 +15,9 @@ export const Metadata = Type.Unsafe<Record<string, unknown> | null>({
 
 export const UserParams = Type.Object({ user_id: UserId })
 
+/** A route that takes a body takes no query parameters: a field sent in the URL is refused, not dropped. */
+export const NoQuery = Type.Object({}, { additionalProperties: false })
+
 export const UpdateUserBody = Type.Object({
   name: Type.Optional(Name),
   email: Type.Optional(Email),

@@ -4,7 +4,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { PreconditionFailedError, UsersError, type FieldError } from '../../domain/errors.js'
 import { ifMatchAllows, ifNoneMatchAllows, parseIfMatch, parseIfNoneMatch, type IfMatch, type IfNoneMatch } from '../../domain/if-match.js'
-import { pointer } from '../../domain/metadata.js'
 import type { UserProfile } from '../../domain/user.js'
 import type { StoredResponse, UnitOfWork, UserSnapshot } from '../../application/ports.js'
 import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
@@ -14,7 +13,7 @@ import { sendContinue } from './expect-continue.js'
 import { overTheLimit, refusedBody, registerJsonBody, repeatedNamesOf } from './json-body.js'
 import { HttpProblem, invalidRequest, problemBody, toProblem, unauthorized } from './problems.js'
 import { CREATE_RESPONSES, GET_RESPONSES, READ_RESPONSES, UPDATE_RESPONSES } from './responses.js'
-import { CreateUserBody, EmptyBody, IdempotencyHeaders, ReadHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
+import { CreateUserBody, EmptyBody, IdempotencyHeaders, NoQuery, ReadHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
 import { validationProblem, validatorCompiler } from './validation.js'
 
 declare module 'fastify' {
@@ -40,9 +39,6 @@ export interface UsersHttpOptions {
 
 const BEARER = /^bearer +([\x21-\x7e]+) *$/i
 const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/
-const QUERY_MESSAGE = 'is not accepted: this endpoint takes no query parameters (fields go in the JSON body)'
-/** The most an answer's `errors` lists (validationProblem caps the body's the same). */
-const MAX_ERRORS = 100
 
 const SECURITY = [{ apiKey: [] }]
 
@@ -168,29 +164,26 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
 
   /**
    * Fastify checks params, then body, then headers; the contract wants the headers before the
-   * body, and the body's repeated names (see repeatedNames) with its other errors. `route` says
-   * what the route takes: its headers (a read takes no `Idempotency-Key`, and a create ignores
-   * `If-None-Match`), and whether it refuses query parameters (`query`), as every route with a
-   * body does: a field sent in the URL would be dropped while the request succeeds. A GET ignores
-   * them, as a client's cache-buster (`?_=1700000000`) must not break a read. The query is a part
-   * of its own, between the path and the headers, as in the request.
+   * body, and the body's repeated names (see repeatedNames) with its other errors. A route's
+   * query (NoQuery on every route with a body; a GET has no query schema, so that a client's
+   * cache-buster does not break a read) is a part of its own, between the path and the headers,
+   * as in the request. `headers` names the route's headers: a read takes no `Idempotency-Key`,
+   * and a create ignores `If-None-Match`.
    */
-  function pathThenHeaders (route: { ifNoneMatch: boolean, idempotencyKey: boolean, query: boolean }) {
+  function pathThenHeaders (headers: { ifNoneMatch: boolean, idempotencyKey: boolean }) {
     return async (request: FastifyRequest): Promise<void> => {
       const checkParams = request.getValidationFunction('params')
       if (checkParams !== undefined && !checkParams(request.params)) throw validationProblem('params', checkParams.errors ?? [])
-      if (route.query) {
-        const names = Object.keys(request.query as Record<string, unknown>)
-        if (names.length > 0) throw invalidRequest(names.slice(0, MAX_ERRORS).map((name) => ({ path: pointer('/query', name), message: QUERY_MESSAGE })))
-      }
+      const checkQuery = request.getValidationFunction('querystring')
+      if (checkQuery !== undefined && !checkQuery(request.query)) throw validationProblem('querystring', checkQuery.errors ?? [])
       const errors: FieldError[] = []
       const ifMatch = request.headers['if-match']
       if (ifMatch !== undefined && parseIfMatch(ifMatch) === undefined) errors.push({ path: '/header/if-match', message: IF_MATCH_MESSAGE })
-      const ifNoneMatch = route.ifNoneMatch ? request.headers['if-none-match'] : undefined
+      const ifNoneMatch = headers.ifNoneMatch ? request.headers['if-none-match'] : undefined
       if (ifNoneMatch !== undefined && parseIfNoneMatch(ifNoneMatch) === undefined) {
         errors.push({ path: '/header/if-none-match', message: IF_MATCH_MESSAGE })
       }
-      const idempotencyKey = route.idempotencyKey ? request.headers['idempotency-key'] : undefined
+      const idempotencyKey = headers.idempotencyKey ? request.headers['idempotency-key'] : undefined
       if (idempotencyKey !== undefined) {
         if (!(typeof idempotencyKey === 'string' && IDEMPOTENCY_KEY.test(idempotencyKey))) {
           errors.push({ path: '/header/idempotency-key', message: 'must be 1 to 255 printable ASCII characters' })
@@ -225,11 +218,12 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       description: 'Creates a user of the caller\'s app. `user_id` defaults to the generated `klaim_id`; `metadata` is applied as a merge patch onto `{}`. Query parameters are refused (400).',
       tags: ['users'],
       security: SECURITY,
+      querystring: NoQuery,
       headers: IdempotencyHeaders,
       body: CreateUserBody,
       response: CREATE_RESPONSES
     },
-    preValidation: pathThenHeaders({ ifNoneMatch: false, idempotencyKey: true, query: true })
+    preValidation: pathThenHeaders({ ifNoneMatch: false, idempotencyKey: true })
   }, async (request, reply) => {
     const { user_id: snake, userId: camel, ...fields } = request.body
     if (snake !== undefined && camel !== undefined && snake !== camel) {
@@ -261,14 +255,15 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       : reply.code(304).type('application/json; charset=utf-8').send()
   }
   const readSchema = { tags: ['users'], security: SECURITY, params: UserParams, headers: ReadHeaders, response: READ_RESPONSES }
+  const readPreValidation = pathThenHeaders({ ifNoneMatch: true, idempotencyKey: false })
   fastify.get('/users/:user_id', {
     schema: { ...readSchema, response: GET_RESPONSES, operationId: 'getUser', summary: 'Read a user', description: 'Query parameters are ignored (a cache-buster does not break the read).' },
-    preValidation: pathThenHeaders({ ifNoneMatch: true, idempotencyKey: false, query: false })
+    preValidation: readPreValidation
   }, async (request, reply) =>
     await read(request, reply, undefined, request.params.user_id))
   fastify.post('/users/:user_id', {
-    schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent, empty (zero bytes) or `{}`. Unlike GET, it refuses query parameters (400).', body: EmptyBody },
-    preValidation: pathThenHeaders({ ifNoneMatch: true, idempotencyKey: false, query: true })
+    schema: { ...readSchema, operationId: 'getUserByPost', summary: 'Read a user (POST alias)', description: 'The same as GET, as the Klaim docs list the read; the body must be absent, empty (zero bytes) or `{}`. Unlike GET, it refuses query parameters (400).', querystring: NoQuery, body: EmptyBody },
+    preValidation: readPreValidation
   }, async (request, reply) =>
     await read(request, reply, request.body, request.params.user_id))
 
@@ -283,11 +278,12 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       security: SECURITY,
       consumes: ['application/json', 'application/merge-patch+json'],
       params: UserParams,
+      querystring: NoQuery,
       headers: UpdateHeaders,
       body: UpdateUserBody,
       response: UPDATE_RESPONSES
     },
-    preValidation: pathThenHeaders({ ifNoneMatch: true, idempotencyKey: true, query: true }),
+    preValidation: pathThenHeaders({ ifNoneMatch: true, idempotencyKey: true }),
     handler: async (request, reply) => {
       const { user_id: newUserId, ...changes } = request.body
       return await write(request, reply, `/users/${request.params.user_id}`, async (uow) => {

@@ -12,6 +12,7 @@ export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema }) =>
 
 export type RequestPart = 'params' | 'headers' | 'body' | 'querystring'
 const PART_PREFIX: Record<RequestPart, string> = { params: '/path', headers: '/header', body: '', querystring: '/query' }
+const QUERY_MESSAGE = 'is not accepted: this endpoint takes no query parameters (fields go in the JSON body)'
 
 const MESSAGE_BY_FIELD: Record<string, string> = {
   email: FIELD_MESSAGES.email,
@@ -24,7 +25,7 @@ const MESSAGE_BY_FIELD: Record<string, string> = {
 function toFieldError (part: RequestPart, error: ErrorObject): FieldError {
   const base = PART_PREFIX[part] + error.instancePath
   if (error.keyword === 'required') return { path: pointer(base, (error.params as { missingProperty: string }).missingProperty), message: FIELD_MESSAGES.required }
-  if (error.keyword === 'additionalProperties') return { path: pointer(base, (error.params as { additionalProperty: string }).additionalProperty), message: FIELD_MESSAGES.unknown }
+  if (error.keyword === 'additionalProperties') return { path: pointer(base, (error.params as { additionalProperty: string }).additionalProperty), message: part === 'querystring' ? QUERY_MESSAGE : FIELD_MESSAGES.unknown }
   if (error.instancePath === '' && part === 'body') return { path: '', message: FIELD_MESSAGES.object }
   const field = error.instancePath.split('/').pop() ?? ''
   return { path: base, message: MESSAGE_BY_FIELD[field] ?? `${error.message ?? 'is invalid'}` }
