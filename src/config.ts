@@ -1,8 +1,8 @@
 import { isIP } from 'node:net'
 import { isAbsolute, dirname, resolve } from 'node:path'
-import { Type, type Static } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
+import type { Static } from '@sinclair/typebox'
 import { parseDatabaseUrl, type DatabaseLocation } from './adapters/persistence/database-url.js'
+import { Type, Value } from './typebox.js'
 
 // Every setting, as the process sees it after defaults; checked once, at start.
 const Settings = Type.Object({

@@ -10,9 +10,9 @@ function sources (folder: string): string[] {
     .map((e) => join(e.parentPath, e.name))
 }
 
-/** Every module specifier of `import … from`, `export … from`, bare `import '…'` and `import(…)`. */
+/** Every module specifier of `import … from`, `export … from`, bare `import '…'`, `import(…)` and `require(…)`. */
 function importsOf (text: string): string[] {
-  return [...text.matchAll(/\b(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)].map((m) => m[1] ?? '')
+  return [...text.matchAll(/\b(?:from|import|require)\s*\(?\s*['"]([^'"]+)['"]/g)].map((m) => m[1] ?? '')
 }
 
 /** Where an import lands: the top folder of src/ for a relative one, else the package. */
@@ -37,10 +37,10 @@ for (const [layer, allowed] of Object.entries(ALLOWED)) {
 }
 
 t.test('the check would catch a framework, a driver or an adapter', async (t) => {
-  const probe = 'import { x } from "kysely"\nimport type { Y } from \'fastify\'\nexport { z } from "../adapters/http/app.js"\nimport "pg"\nawait import("node:fs")'
-  t.same(importsOf(probe), ['kysely', 'fastify', '../adapters/http/app.js', 'pg', 'node:fs'])
+  const probe = 'import { x } from "kysely"\nimport type { Y } from \'fastify\'\nexport { z } from "../adapters/http/app.js"\nimport "pg"\nawait import("node:fs")\nrequire(\'ajv\')'
+  t.same(importsOf(probe), ['kysely', 'fastify', '../adapters/http/app.js', 'pg', 'node:fs', 'ajv'])
   const inDomain = join(SRC, 'domain', 'probe.ts')
-  t.same(importsOf(probe).map((s) => target(inDomain, s)), ['package:kysely', 'package:fastify', 'adapters', 'package:pg', 'package:node:fs'])
+  t.same(importsOf(probe).map((s) => target(inDomain, s)), ['package:kysely', 'package:fastify', 'adapters', 'package:pg', 'package:node:fs', 'package:ajv'])
   t.notOk(ALLOWED.domain?.includes(target(inDomain, '../adapters/http/app.js')))
 })
 
@@ -64,4 +64,20 @@ t.test('src imports only Node\'s built-ins and the production dependencies', asy
   }
   t.same(['@sinclair/typebox/value', 'kysely', 'tap'].map(packageOf), ['@sinclair/typebox', 'kysely', 'tap'])
   t.notOk(PRODUCTION.includes('tap'), 'the check would catch a dev dependency')
+})
+
+// Kysely and TypeBox run from their CommonJS builds, loaded in one module each (see
+// src/adapters/persistence/kysely.ts); a value imported from the package anywhere else would
+// load the 250-file ES module build beside it. Types may come from the package: they are erased.
+const COMMONJS_ONLY = /\b(?:import|export)\s+(?!type\b)[^'";]*?\bfrom\s*['"](kysely|@sinclair\/typebox(?:\/[^'"]*)?)['"]/g
+const LOADERS = ['adapters/persistence/kysely.ts', 'typebox.ts']
+
+t.test('src takes Kysely\'s and TypeBox\'s values only from the modules that load their CommonJS builds', async (t) => {
+  for (const file of sources(SRC)) {
+    if (LOADERS.includes(relative(SRC, file))) continue
+    const found = [...readFileSync(file, 'utf8').matchAll(COMMONJS_ONLY)].map((m) => m[1])
+    t.same(found, [], relative(SRC, file))
+  }
+  const probe = 'import type { Kysely } from \'kysely\'\nimport { sql, type Kysely } from \'kysely\'\nimport {\n  Value\n} from "@sinclair/typebox/value"\nexport { Type } from \'@sinclair/typebox\'\nexport type { Static } from \'@sinclair/typebox\''
+  t.same([...probe.matchAll(COMMONJS_ONLY)].map((m) => m[1]), ['kysely', '@sinclair/typebox/value', '@sinclair/typebox'], 'the check would catch a value import')
 })

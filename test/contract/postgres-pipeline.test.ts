@@ -1,7 +1,7 @@
 import type net from 'node:net'
-import { sql } from 'kysely'
 import pg from 'pg'
 import t, { type Test } from 'tap'
+import { sql } from '../../src/adapters/persistence/kysely.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { heldOutcome, PostgresPipeline } from '../../src/adapters/persistence/postgres-pipeline.js'
 import { HeldWritesInDoubt } from '../../src/adapters/persistence/prepared.js'

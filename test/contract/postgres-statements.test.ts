@@ -1,6 +1,6 @@
-import { sql } from 'kysely'
 import pg from 'pg'
 import t from 'tap'
+import { sql } from '../../src/adapters/persistence/kysely.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { postgresOrSkip } from '../helpers/databases.js'
 import { freshClient, runHotStatements } from '../helpers/fixtures.js'

@@ -1,5 +1,5 @@
-import { Type } from '@sinclair/typebox'
 import { PRECONDITION_MESSAGES } from '../../domain/errors.js'
+import { Type } from '../../typebox.js'
 import { errorResponse, notModifiedResponse, userResponse } from './schemas.js'
 
 // Every status a /users route can answer, with the contract's messages as examples.

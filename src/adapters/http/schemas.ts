@@ -1,6 +1,6 @@
-import { Type } from '@sinclair/typebox'
 import { EMAIL_PATTERN, NAME_PATTERN, USER_ID_PATTERN } from '../../domain/profile-rules.js'
 import { ACQUISITION_SOURCES } from '../../domain/user.js'
+import { Type } from '../../typebox.js'
 
 // Field schemas, defined once. The patterns are the domain's own, so both layers agree.
 export const Email = Type.String({ pattern: EMAIL_PATTERN, description: 'Trimmed; 3 to 254 characters; unique per app, case-insensitively.', examples: ['ada@example.com'] })

@@ -1,6 +1,6 @@
-import { sql, type Kysely } from 'kysely'
 import type { App, AppRepository, NewKey, StoredKey } from '../../application/ports.js'
 import { rowToUser, type UserRow } from './kysely-user-repository.js'
+import { sql, type Kysely } from './kysely.js'
 import { prepare } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 

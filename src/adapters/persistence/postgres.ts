@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto'
-import { Kysely, PostgresDialect } from 'kysely'
 import pg from 'pg'
 import { endsPostgresSession } from './database-errors.js'
+import { Kysely, PostgresDialect } from './kysely.js'
 import { PostgresPipeline } from './postgres-pipeline.js'
 import { HOT_STATEMENTS, holdWritesOn, runDirectly } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'

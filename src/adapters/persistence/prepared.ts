@@ -1,4 +1,5 @@
-import { CompiledQuery, Kysely, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler, type Compilable, type Dialect, type Driver, type QueryResult } from 'kysely'
+import type { Compilable, Dialect, Driver, QueryResult } from 'kysely'
+import { CompiledQuery, Kysely, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler } from './kysely.js'
 
 export type Prepared<R> = (db: Kysely<any>, parameters: readonly unknown[]) => Promise<QueryResult<R>>
 

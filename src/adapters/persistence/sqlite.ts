@@ -1,11 +1,9 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import BetterSqlite3 from 'better-sqlite3'
-import {
-  CompiledQuery, Kysely, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler,
-  type DatabaseConnection, type Dialect, type Driver, type QueryResult
-} from 'kysely'
+import type { DatabaseConnection, Dialect, Driver, QueryResult } from 'kysely'
 import { isSqliteBusy, SQLITE_LOCK_TIMEOUT } from './database-errors.js'
+import { CompiledQuery, Kysely, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler } from './kysely.js'
 import { holdWritesOn, runDirectly, type HeldWrite } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
 import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer, WAL_SIZE_LIMIT_BYTES } from './sqlite-checkpointer.js'

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely'
+import { sql, type Kysely } from '../kysely.js'
 import type { DialectName } from '../schema.js'
 
 // Frozen once landed: change the schema with a new migration, never by editing this one.

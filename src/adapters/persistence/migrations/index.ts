@@ -1,4 +1,5 @@
-import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely'
+import type { Migration, MigrationProvider } from 'kysely'
+import { Migrator, type Kysely } from '../kysely.js'
 import type { DialectName } from '../schema.js'
 import * as initial from './0001-initial.js'
 import * as idempotencyKeys from './0002-idempotency-keys.js'
