@@ -10,5 +10,5 @@ export interface Cluster {
   kill(): void
 }
 export function findPostgresBin (): string | undefined
-export function startCluster (options?: { bin?: string, log?: (line: string) => void }): Promise<Cluster>
+export function startCluster (options?: { bin?: string, log?: (line: string) => void, inMemory?: boolean }): Promise<Cluster>
 export function freePort (): Promise<number>

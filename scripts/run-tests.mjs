@@ -15,7 +15,7 @@ let cluster
 if (env.TEST_DATABASE_URL === undefined || env.TEST_DATABASE_URL === '') {
   const bin = findPostgresBin()
   if (bin !== undefined) {
-    cluster = await startCluster({ bin, log: (line) => console.log(`# ${line}`) })
+    cluster = await startCluster({ bin, log: (line) => console.log(`# ${line}`), inMemory: true })
     env.TEST_DATABASE_URL = cluster.url
   } else if (required) {
     console.error('REQUIRE_POSTGRES=1 but there is no TEST_DATABASE_URL and no PostgreSQL server under /usr/lib/postgresql')

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import type { Test } from 'tap'
+import tap, { type Test } from 'tap'
 
 export type DialectName = 'sqlite' | 'postgres'
 
@@ -31,24 +31,26 @@ const sqlite: TestDatabase = {
 }
 
 function postgres (adminUrl: string): TestDatabase {
+  // One connection per test process creates and drops every database. A connection for each
+  // create and each drop was a server process apiece: 2.3 more CPU-s of the server per 30
+  // databases, and each database took twice as long.
+  let admin: Promise<pg.Client> | undefined
+  const adminClient = async (): Promise<pg.Client> => {
+    admin ??= (async () => {
+      const client = new pg.Client({ connectionString: adminUrl })
+      await client.connect()
+      tap.teardown(async () => await client.end())
+      return client
+    })()
+    return await admin
+  }
   return {
     dialect: 'postgres',
     async fresh (t) {
       record('postgres')
       const name = `t_${randomBytes(8).toString('hex')}`
-      const admin = new pg.Client({ connectionString: adminUrl })
-      await admin.connect()
-      try {
-        await admin.query(`create database ${name}`)
-      } finally {
-        await admin.end()
-      }
-      t.teardown(async () => {
-        const client = new pg.Client({ connectionString: adminUrl })
-        await client.connect()
-        await client.query(`drop database if exists ${name} with (force)`)
-        await client.end()
-      })
+      await (await adminClient()).query(`create database ${name}`)
+      t.teardown(async () => { await (await adminClient()).query(`drop database if exists ${name} with (force)`) })
       const url = new URL(adminUrl)
       url.pathname = `/${name}`
       return url.toString()

@@ -11,7 +11,7 @@ if (bin === undefined) {
   t.pass('skipped: no PostgreSQL')
 } else {
   t.test('database down: 503 everywhere but /health, no crash; back up: recovers by itself', async (t) => {
-    const cluster = await startCluster({ bin })
+    const cluster = await startCluster({ bin, inMemory: true })
     t.teardown(async () => await cluster.stop())
     const poolErrors: Error[] = []
     const service = await openUsersService({ databaseUrl: cluster.url, poolMax: 3, onPoolError: (e) => poolErrors.push(e) })
