@@ -19,11 +19,16 @@ const OPTIONS = { target: 'ES2022', module: 'ESNext', verbatimModuleSyntax: true
 const SALT = JSON.stringify([COMPILER, OPTIONS])
 
 let typescript
+/** The file as JavaScript; throws on a syntax error (transpiling alone finds no other kind). */
 function transpile (path, source) {
   typescript ??= require('typescript')
-  const { ScriptTarget, ModuleKind } = typescript
+  const { ScriptTarget, ModuleKind, formatDiagnostics, sys } = typescript
   const compilerOptions = { ...OPTIONS, target: ScriptTarget[OPTIONS.target], module: ModuleKind[OPTIONS.module] }
-  return typescript.transpileModule(source, { compilerOptions, fileName: path }).outputText
+  const { outputText, diagnostics = [] } = typescript.transpileModule(source, { compilerOptions, fileName: path, reportDiagnostics: true })
+  if (diagnostics.length > 0) {
+    throw new SyntaxError(formatDiagnostics(diagnostics, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => ROOT, getNewLine: () => sys.newLine }))
+  }
+  return outputText
 }
 
 function compiled (path) {
