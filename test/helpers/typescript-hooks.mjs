@@ -13,18 +13,23 @@ import { fileURLToPath } from 'node:url'
 const require = createRequire(import.meta.url)
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const CACHE = join(ROOT, 'node_modules', '.cache', 'klaim-typescript')
-// The compiler's version and these options are part of every cache key.
+// The compiler's version and these options are part of every cache key. The target is the
+// project's (tsconfig.json); the output is ES modules, as package.json's "type" makes them.
 const COMPILER = JSON.parse(readFileSync(require.resolve('typescript/package.json'), 'utf8')).version
-const OPTIONS = { target: 'ES2022', module: 'ESNext', verbatimModuleSyntax: true, inlineSourceMap: true, inlineSources: true }
+const { target } = JSON.parse(readFileSync(join(ROOT, 'tsconfig.json'), 'utf8')).compilerOptions
+const OPTIONS = { target, module: 'ESNext', verbatimModuleSyntax: true, inlineSourceMap: true, inlineSources: true }
 const SALT = JSON.stringify([COMPILER, OPTIONS])
 
 let typescript
-/** The file as JavaScript; throws on a syntax error (transpiling alone finds no other kind). */
+/** The file as JavaScript; throws on a syntax error (transpiling alone finds no other kind) or a bad option. */
 function transpile (path, source) {
   typescript ??= require('typescript')
-  const { ScriptTarget, ModuleKind, formatDiagnostics, sys } = typescript
-  const compilerOptions = { ...OPTIONS, target: ScriptTarget[OPTIONS.target], module: ModuleKind[OPTIONS.module] }
-  const { outputText, diagnostics = [] } = typescript.transpileModule(source, { compilerOptions, fileName: path, reportDiagnostics: true })
+  const { convertCompilerOptionsFromJson, formatDiagnostics, sys } = typescript
+  // As tsc reads a tsconfig's options (its names, in any case, to the compiler's values).
+  const { options: compilerOptions, errors } = convertCompilerOptionsFromJson(OPTIONS, ROOT)
+  const { outputText, diagnostics = [] } = errors.length > 0
+    ? { diagnostics: errors }
+    : typescript.transpileModule(source, { compilerOptions, fileName: path, reportDiagnostics: true })
   if (diagnostics.length > 0) {
     throw new SyntaxError(formatDiagnostics(diagnostics, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => ROOT, getNewLine: () => sys.newLine }))
   }
@@ -48,11 +53,11 @@ function compiled (path) {
   }
 }
 
-/** `./x.js` from a TypeScript file names `./x.ts` when only that exists (tsc's NodeNext rule). */
+/** `./x.js` from a TypeScript file names `./x.ts` when that exists (tsc's NodeNext rule). */
 export function resolve (specifier, context, nextResolve) {
   if (context.parentURL?.endsWith('.ts') && specifier.endsWith('.js') && /^\.{1,2}\//.test(specifier)) {
     const url = new URL(`${specifier.slice(0, -3)}.ts`, context.parentURL)
-    if (existsSync(url) && !existsSync(new URL(specifier, context.parentURL))) return { url: url.href, format: 'module', shortCircuit: true }
+    if (existsSync(url)) return { url: url.href, format: 'module', shortCircuit: true }
   }
   return nextResolve(specifier, context)
 }
