@@ -118,6 +118,18 @@ function utf8Length (value: string): number {
   return bytes
 }
 
+// The compact JSON of each metadata object that applyMetadata made: it serialises the result to
+// check its size, and a repository stores the same text (see metadataJson).
+const serialised = new WeakMap<JsonObject, string>()
+
+/**
+ * The compact JSON text of metadata, as stored. An object that `applyMetadata` returned was
+ * serialised there already, and is not again: treat it as immutable.
+ */
+export function metadataJson (metadata: JsonObject): string {
+  return serialised.get(metadata) ?? JSON.stringify(metadata)
+}
+
 /**
  * Applies a checked patch (or `null`, which clears everything) to stored metadata and enforces
  * the limits on the result. Returns the new metadata; throws nothing, reports into `errors`.
@@ -132,7 +144,9 @@ export function applyMetadata (stored: JsonObject, patch: JsonObject | null, err
   const result = mergePatch(stored, patch) as JsonObject
   if (Object.keys(result).length > METADATA_LIMITS.topLevelKeys) errors.push({ ...limit, message: METADATA_MESSAGES.topLevelKeys })
   if (depthExceeds(result, METADATA_LIMITS.depth)) errors.push({ ...limit, message: METADATA_MESSAGES.depth })
-  if (utf8Length(JSON.stringify(result)) > METADATA_LIMITS.bytes) errors.push({ ...limit, message: METADATA_MESSAGES.bytes })
+  const json = JSON.stringify(result)
+  if (utf8Length(json) > METADATA_LIMITS.bytes) errors.push({ ...limit, message: METADATA_MESSAGES.bytes })
+  serialised.set(result, json)
   return result
 }
 

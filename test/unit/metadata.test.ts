@@ -1,6 +1,6 @@
 import t from 'tap'
 import { ValidationError } from '../../src/domain/errors.js'
-import { applyMetadata, checkMetadataPatch, jsonEqual, mergePatch, METADATA_MESSAGES } from '../../src/domain/metadata.js'
+import { applyMetadata, checkMetadataPatch, jsonEqual, mergePatch, metadataJson, METADATA_MESSAGES } from '../../src/domain/metadata.js'
 import { applyProfileChanges, parseProfileChanges } from '../../src/domain/profile-rules.js'
 import type { JsonObject } from '../../src/domain/user.js'
 import { sampleUser } from '../helpers/users.js'
@@ -73,6 +73,19 @@ t.test('size: 8192 bytes of compact UTF-8 JSON allowed, 8193 refused', async (t)
   t.same(limitErrors({}, { s: 'é'.repeat((8192 - overhead) / 2) + 'x' }), [METADATA_MESSAGES.bytes])
   t.same(limitErrors({}, { s: '😀'.repeat((8192 - overhead) / 4) }), [], 'an astral character is 4 bytes')
   t.same(limitErrors({}, { s: '😀'.repeat((8192 - overhead) / 4) + 'x' }), [METADATA_MESSAGES.bytes])
+})
+
+t.test('merged metadata is serialised once: the size check\'s text is the one stored', async (t) => {
+  const stringify = JSON.stringify
+  let calls = 0
+  JSON.stringify = ((...args: Parameters<typeof stringify>) => { calls++; return stringify(...args) }) as typeof stringify
+  t.teardown(() => { JSON.stringify = stringify })
+  const merged = applyMetadata({ plan: 'free', seats: 1 }, { plan: 'pro', note: 'é\u2028' }, [])
+  t.equal(metadataJson(merged), '{"plan":"pro","seats":1,"note":"é\u2028"}')
+  t.equal(calls, 1)
+  const read = { plan: 'pro' }
+  t.equal(metadataJson(read), '{"plan":"pro"}', 'metadata from elsewhere (a read) is serialised when asked')
+  t.equal(calls, 2)
 })
 
 t.test('key rules apply to the patch at every depth', async (t) => {

@@ -1,6 +1,7 @@
 import type { Insertable, Kysely, Selectable } from 'kysely'
 import { KlaimIdCollisionError, UnknownAppError, type UserRepository } from '../../application/ports.js'
 import { EmailTakenError, UserIdTakenError } from '../../domain/errors.js'
+import { metadataJson } from '../../domain/metadata.js'
 import { emailKey, type AcquisitionSource, type JsonObject, type User } from '../../domain/user.js'
 import { foreignKeyViolation, uniqueViolation } from './database-errors.js'
 import { prepare, type Prepared } from './prepared.js'
@@ -34,7 +35,7 @@ export function userToRow (user: User): Insertable<UsersTable> & { version: numb
     email: user.email,
     email_key: emailKey(user.email),
     name: user.name,
-    metadata: JSON.stringify(user.metadata),
+    metadata: metadataJson(user.metadata),
     credit_balance: user.creditBalance,
     acquisition_source: user.acquisitionSource,
     created_at: user.createdAt,
@@ -62,9 +63,8 @@ class LostUpdateError extends Error {
   readonly code = '40001'
 }
 
-// The columns an update may change, in a fixed order; `updated_at` and `version` always change.
-const MUTABLE = ['user_id', 'email', 'email_key', 'name', 'metadata'] as const
-type Mutable = typeof MUTABLE[number]
+// The columns an update may change (set in this order); `updated_at` and `version` always change.
+type Mutable = 'user_id' | 'email' | 'email_key' | 'name' | 'metadata'
 
 /** Compiled once per database; `kyselyUserRepository` binds them to the pool or a transaction. */
 export function compileUserQueries (db: Kysely<DatabaseSchema>, dialect: DialectName) {
@@ -127,17 +127,17 @@ export function kyselyUserRepository (db: Kysely<DatabaseSchema>, queries: UserQ
     },
 
     async update (next, previous) {
-      const row = userToRow(next)
-      const changed: Record<Mutable, boolean> = {
-        user_id: next.userId !== previous.userId,
-        email: next.email !== previous.email,
-        email_key: row.email_key !== emailKey(previous.email),
-        name: next.name !== previous.name,
-        // The domain keeps the stored object unless a metadata patch was applied.
-        metadata: next.metadata !== previous.metadata
-      }
-      const columns = MUTABLE.filter((c) => changed[c])
-      const parameters: unknown[] = columns.map((c) => row[c])
+      // Only the changed columns, in Mutable's order; only their values are worked out.
+      const columns: Mutable[] = []
+      const parameters: unknown[] = []
+      const set = (column: Mutable, value: unknown): void => { columns.push(column); parameters.push(value) }
+      if (next.userId !== previous.userId) set('user_id', next.userId)
+      if (next.email !== previous.email) set('email', next.email)
+      const nextEmailKey = emailKey(next.email)
+      if (nextEmailKey !== emailKey(previous.email)) set('email_key', nextEmailKey)
+      if (next.name !== previous.name) set('name', next.name)
+      // The domain keeps the stored object unless a metadata patch was applied.
+      if (next.metadata !== previous.metadata) set('metadata', metadataJson(next.metadata))
       parameters.push(next.updatedAt, next.version, previous.appId, previous.userId, previous.klaimId, previous.version)
       let result
       try {
