@@ -4,7 +4,8 @@ import { getUser } from './application/get-user.js'
 import { idempotent } from './application/idempotency.js'
 import type { Clock, IdSource } from './application/ports.js'
 import { updateUserProfile } from './application/update-user-profile.js'
-import { openPersistence, type PersistenceOptions } from './adapters/persistence/open-persistence.js'
+import { openPersistence } from './adapters/persistence/open-persistence.js'
+import type { PersistenceOptions } from './adapters/persistence/persistence-options.js'
 import { cryptoIds, sha256Keys, systemClock } from './adapters/system.js'
 
 export interface UsersServiceOptions extends PersistenceOptions {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { PipelineGauges, PoolGauges } from '../persistence/open-persistence.js'
+import type { PipelineGauges, PoolGauges } from '../persistence/persistence-options.js'
 import { unauthorized } from './problems.js'
 
 export interface MetricsOptions {

@@ -1,4 +1,4 @@
-import type { DialectName } from './schema.js'
+export type DialectName = 'sqlite' | 'postgres'
 
 export type DatabaseLocation =
   | { dialect: Extract<DialectName, 'sqlite'>, filename: string }

@@ -5,7 +5,8 @@ import { metadataJson } from '../../domain/metadata.js'
 import { emailKey, type AcquisitionSource, type JsonObject, type User } from '../../domain/user.js'
 import { foreignKeyViolation, uniqueViolation } from './database-errors.js'
 import { prepare, type Prepared } from './prepared.js'
-import type { DatabaseSchema, DialectName, UsersTable } from './schema.js'
+import type { DialectName } from './database-url.js'
+import type { DatabaseSchema, UsersTable } from './schema.js'
 
 const USER_COLUMNS = ['app_id', 'klaim_id', 'user_id', 'email', 'name', 'metadata', 'credit_balance', 'acquisition_source', 'created_at', 'updated_at', 'version'] as const
 export type UserRow = Pick<Selectable<UsersTable>, typeof USER_COLUMNS[number]>

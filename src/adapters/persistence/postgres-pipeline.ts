@@ -1,7 +1,7 @@
 import type { QueryResult } from 'kysely'
 import pg from 'pg'
 import { endsPostgresSession } from './database-errors.js'
-import type { PipelineGauges } from './open-persistence.js'
+import type { PipelineGauges } from './persistence-options.js'
 import { HeldWritesInDoubt } from './prepared.js'
 
 /**

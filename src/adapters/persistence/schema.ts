@@ -52,5 +52,3 @@ export interface DatabaseSchema {
   users: UsersTable
   idempotency_keys: IdempotencyKeysTable
 }
-
-export type DialectName = 'sqlite' | 'postgres'

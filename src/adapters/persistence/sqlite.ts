@@ -5,12 +5,11 @@ import type { DatabaseConnection, Dialect, Driver, QueryResult } from 'kysely'
 import { isSqliteBusy, SQLITE_LOCK_TIMEOUT } from './database-errors.js'
 import { CompiledQuery, Kysely, SelectQueryNode, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler } from './kysely.js'
 import { holdWritesOn, runDirectly, type HeldWrite } from './prepared.js'
+import type { SqliteSynchronous } from './persistence-options.js'
 import type { DatabaseSchema } from './schema.js'
 import { SAFETY_NET_CHECKPOINT_PAGES, SqliteCheckpointer, WAL_SIZE_LIMIT_BYTES } from './sqlite-checkpointer.js'
 import { sqliteRuntimeProblem } from './sqlite-runtime.js'
 import { SqliteThread } from './sqlite-thread.js'
-
-export type SqliteSynchronous = 'NORMAL' | 'FULL'
 
 const STATEMENT_CACHE_SIZE = 256
 /** By default, a SQLite thread is started again at most once in this long (see SqliteDriver.startThread). */

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from '../kysely.js'
-import type { DialectName } from '../schema.js'
+import type { DialectName } from '../database-url.js'
 
 // Frozen once landed: change the schema with a new migration, never by editing this one.
 // Types are chosen to mean the same on both dialects; metadata is the one written difference.

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely'
-import type { DialectName } from '../schema.js'
+import type { DialectName } from '../database-url.js'
 
 // Frozen once landed. One row per (API key, Idempotency-Key): the request's fingerprint, and
 // its response once there is one (status null while the first request runs).

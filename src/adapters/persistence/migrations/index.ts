@@ -1,6 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely'
 import { Migrator, type Kysely } from '../kysely.js'
-import type { DialectName } from '../schema.js'
+import type { DialectName } from '../database-url.js'
 import * as initial from './0001-initial.js'
 import * as idempotencyKeys from './0002-idempotency-keys.js'
 
