@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const require = createRequire(import.meta.url)
@@ -38,7 +38,10 @@ function transpile (path, source) {
 
 function compiled (path) {
   const source = readFileSync(path, 'utf8')
-  const key = createHash('sha256').update(SALT).update('\0').update(path).update('\0').update(source).digest('hex')
+  // The output names the file by its base name only (its source map's `sources`), so the key
+  // holds the path from the project's root: another copy of the tree can use the same cache
+  // (.ci/run's runs on other versions of Node do).
+  const key = createHash('sha256').update(SALT).update('\0').update(relative(ROOT, path)).update('\0').update(source).digest('hex')
   const file = join(CACHE, `${key}.js`)
   try {
     return readFileSync(file, 'utf8')
