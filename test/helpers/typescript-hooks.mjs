@@ -21,12 +21,14 @@ const OPTIONS = { target, module: 'ESNext', verbatimModuleSyntax: true, inlineSo
 const SALT = JSON.stringify([COMPILER, OPTIONS])
 
 let typescript
+let converted
 /** The file as JavaScript; throws on a syntax error (transpiling alone finds no other kind) or a bad option. */
 function transpile (path, source) {
   typescript ??= require('typescript')
   const { convertCompilerOptionsFromJson, formatDiagnostics, sys } = typescript
-  // As tsc reads a tsconfig's options (its names, in any case, to the compiler's values).
-  const { options: compilerOptions, errors } = convertCompilerOptionsFromJson(OPTIONS, ROOT)
+  // As tsc reads a tsconfig's options (its names, in any case, to the compiler's values); once.
+  converted ??= convertCompilerOptionsFromJson(OPTIONS, ROOT)
+  const { options: compilerOptions, errors } = converted
   const { outputText, diagnostics = [] } = errors.length > 0
     ? { diagnostics: errors }
     : typescript.transpileModule(source, { compilerOptions, fileName: path, reportDiagnostics: true })
