@@ -1,4 +1,5 @@
 import t from 'tap'
+import { INEXACT_INTEGER_MESSAGE, ZEROED_NUMBER_MESSAGE } from '../../src/adapters/http/json-body.js'
 import { eachDatabase } from '../helpers/databases.js'
 import { freshClient, type TestClient } from '../helpers/fixtures.js'
 
@@ -254,6 +255,30 @@ eachDatabase(t, (t, db) => {
     const read = (await client.request({ method: 'GET', url: '/users/ada' })).json()
     t.same(read, { ...created, message: 'fetch resource successfully', name: 'x","name', metadata: { plan: 'free', keep: 1, a: { x: 1 }, b: { x: 1 } }, updated_at: read.updated_at }, 'only the request without a repeat changed the user')
     t.equal((await client.request({ method: 'GET', url: '/users/bob' })).statusCode, 404, 'nothing created')
+  })
+
+  t.test('numbers: an integer a 64-bit float cannot keep, or one it would make 0, is a 400 naming it; nothing is stored', async (t) => {
+    const client = await freshClient(t, db)
+    const created = await withUser(client)
+    const json = { 'content-type': 'application/json' }
+    const put = async (payload: string) => await client.request({ method: 'PUT', url: '/users/ada', payload, headers: json })
+    const refused = await put('{"metadata": {"order_id": 12345678901234567890, "tiny": 1e-400, "max": 9007199254740992}, "name": "Eve"}')
+    t.equal(refused.statusCode, 400)
+    t.same(refused.json(), {
+      message: 'The request is invalid.',
+      code: 'validation_failed',
+      errors: [{ path: '/metadata/order_id', message: INEXACT_INTEGER_MESSAGE }, { path: '/metadata/tiny', message: ZEROED_NUMBER_MESSAGE }]
+    })
+    const create = await client.request({ method: 'POST', url: '/users', payload: '{"email": "bob@example.com", "user_id": "bob", "metadata": {"ids": [9007199254740993]}}', headers: json })
+    t.same(create.json().errors, [{ path: '/metadata/ids/0', message: INEXACT_INTEGER_MESSAGE }], 'on create too')
+    t.equal((await client.request({ method: 'GET', url: '/users/bob' })).statusCode, 404, 'nothing created')
+    t.same((await client.request({ method: 'GET', url: '/users/ada' })).json(), { ...created, message: 'fetch resource successfully' }, 'nothing stored')
+
+    // What JavaScript writes is kept as written; a number with a fraction is read as a float.
+    const kept = await put('{"metadata": {"big": 18446744073709552000, "max": 9007199254740992, "float": 0.79999999999999993, "zero": -0.0e-400}}')
+    t.equal(kept.statusCode, 200, kept.body)
+    const read = (await client.request({ method: 'GET', url: '/users/ada' })).body
+    for (const written of ['"big":18446744073709552000', '"max":9007199254740992', '"float":0.7999999999999999', '"zero":0']) t.ok(read.includes(written), written)
   })
 
   t.test('query parameters: refused by every route with a body, naming each; ignored by GET and HEAD', async (t) => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import t from 'tap'
-import { repeatedNames, REPEATED_NAME_MESSAGE } from '../../src/adapters/http/json-body.js'
+import { INEXACT_INTEGER_MESSAGE, numberProblem, REPEATED_NAME_MESSAGE, textErrors, ZEROED_NUMBER_MESSAGE } from '../../src/adapters/http/json-body.js'
 import { validatorCompiler } from '../../src/adapters/http/validation.js'
 import { Email, Name, UserId } from '../../src/adapters/http/schemas.js'
 import { ValidationError } from '../../src/domain/errors.js'
@@ -131,25 +131,61 @@ const tricky = fc.letrec<{ value: JsonValue, object: JsonObject }>((tie) => ({
 }))
 
 t.test('repeated names: found exactly where a member is written twice, at any depth', async (t) => {
-  fc.assert(fc.property(tricky.object, (doc) => repeatedNames(JSON.stringify(doc)).length === 0 && repeatedNames(JSON.stringify(doc, null, 2)).length === 0), params)
+  fc.assert(fc.property(tricky.object, (doc) => textErrors(JSON.stringify(doc)).length === 0 && textErrors(JSON.stringify(doc, null, 2)).length === 0), params)
   fc.assert(fc.property(tricky.object, fc.nat({ max: 8 }), (doc, target) => {
     const { text, path } = writtenTwice(doc, target)
     return jsonEqual(JSON.parse(text) as JsonValue, doc) &&
-      jsonEqual(repeatedNames(text) as unknown as JsonValue, path === undefined ? [] : [{ path, message: REPEATED_NAME_MESSAGE }])
+      jsonEqual(textErrors(text) as unknown as JsonValue, path === undefined ? [] : [{ path, message: REPEATED_NAME_MESSAGE }])
   }), params)
   t.pass('repeated names are found where they are, and only there')
 })
 
-t.test('repeated names: the search stops at 100, or at 8 KiB of paths, so a deep body gets a short answer', async (t) => {
+t.test('the search stops at 100, or at 8 KiB of paths, so a deep body gets a short answer', async (t) => {
   const repeats = (n: number): string => `{${Array.from({ length: n }, (_, i) => `"k${i}":1,"k${i}":2`).join(',')}}`
-  t.equal(repeatedNames(repeats(150)).length, 100, 'at most as many as a 400 lists')
+  t.equal(textErrors(repeats(150)).length, 100, 'at most as many as a 400 lists')
   const depth = 30_000
   const deep = `{"metadata":{"a":${'['.repeat(depth)}${repeats(100)}${']'.repeat(depth)}}}`
-  const found = repeatedNames(deep)
+  const found = textErrors(deep)
   t.equal(found.length, 1, 'one path of 60 KB is enough')
   t.equal(found[0]?.path, `/metadata/a${'/0'.repeat(depth)}/k0`)
   const shallower = `{"metadata":{"a":${'['.repeat(1000)}${repeats(100)}${']'.repeat(1000)}}}`
-  const some = repeatedNames(shallower)
+  const some = textErrors(shallower)
   t.equal(some.length, 5, 'paths of 2 KB each, until 8 KiB of them')
   t.ok(some.reduce((n, e) => n + e.path.length, 0) < 8192 + 2020)
+})
+
+t.test('numbers: every number JavaScript writes is kept; an integer is refused exactly when it would come back changed', async (t) => {
+  fc.assert(fc.property(fc.double({ noNaN: true, noDefaultInfinity: true }), (n) => numberProblem(JSON.stringify(n)) === undefined), params)
+  // Integers of any size to 2^69 (which JSON.stringify still writes without an exponent), and
+  // many around 2^53, where a float stops holding every integer.
+  const integer = fc.oneof(fc.bigInt({ min: -(2n ** 69n), max: 2n ** 69n }), fc.bigInt({ min: 2n ** 53n - 4096n, max: 2n ** 53n + 4096n }), fc.bigInt({ min: -(2n ** 53n) - 4096n, max: -(2n ** 53n) + 4096n }))
+  fc.assert(fc.property(integer, (n) => {
+    const comesBack = BigInt(JSON.stringify(JSON.parse(n.toString()))) === n
+    return numberProblem(n.toString()) === (comesBack ? undefined : INEXACT_INTEGER_MESSAGE)
+  }), params)
+  // With a fraction or an exponent, a number is read as the nearest float, and refused only when
+  // that is 0 and the number is not.
+  const written = fc.tuple(fc.constantFrom('', '-'), fc.stringMatching(/^\d{1,25}$/), fc.stringMatching(/^\d{0,25}$/), fc.integer({ min: -700, max: 700 }))
+    .map(([sign, whole, fraction, exponent]) => `${sign}${whole}${fraction === '' ? '' : `.${fraction}`}e${exponent}`)
+  fc.assert(fc.property(written, (literal) => {
+    const zeroed = Number(literal) === 0 && /[1-9]/.test(literal.split('e')[0] ?? '')
+    return numberProblem(literal) === (zeroed ? ZEROED_NUMBER_MESSAGE : undefined)
+  }), params)
+  const examples: Array<[string, string | undefined]> = [
+    ['9007199254740992', undefined], ['9007199254740993', INEXACT_INTEGER_MESSAGE], ['-9007199254740993', INEXACT_INTEGER_MESSAGE],
+    ['12345678901234567890', INEXACT_INTEGER_MESSAGE], ['12345678901234567000', undefined], ['18446744073709552000', undefined],
+    ['0', undefined], ['-0', undefined], ['0.1', undefined], ['0.79999999999999993', undefined], ['12345678901234567890.5', undefined],
+    ['1e-400', ZEROED_NUMBER_MESSAGE], ['-0.0000000001e-320', ZEROED_NUMBER_MESSAGE], ['0e-400', undefined], ['5e-324', undefined], ['1e400', undefined]
+  ]
+  for (const [literal, problem] of examples) t.equal(numberProblem(literal), problem, literal)
+})
+
+t.test('numbers: found where they are, in objects and arrays, and never inside strings', async (t) => {
+  const text = '{"name": "12345678901234567890", "metadata": {"a": [1, 12345678901234567890 , {"b": 1e-400}], "c": -9007199254740993}}'
+  t.same(textErrors(text), [
+    { path: '/metadata/a/1', message: INEXACT_INTEGER_MESSAGE },
+    { path: '/metadata/a/2/b', message: ZEROED_NUMBER_MESSAGE },
+    { path: '/metadata/c', message: INEXACT_INTEGER_MESSAGE }
+  ])
+  t.same(textErrors('{"n": 12345678901234567890, "n": 1}'), [{ path: '/n', message: INEXACT_INTEGER_MESSAGE }, { path: '/n', message: REPEATED_NAME_MESSAGE }], 'with repeated names, in the order written')
 })

@@ -9,7 +9,7 @@ const userIdSchema = (description: string) => Type.String({ pattern: USER_ID_PAT
 export const UserId = userIdSchema("The app's own identifier: 1 to 255 characters, no control characters, no surrounding white space.")
 export const Metadata = Type.Unsafe<Record<string, unknown> | null>({
   type: ['object', 'null'],
-  description: 'A JSON Merge Patch (RFC 7396) applied to the stored metadata; null removes all metadata. Result limits: 50 top-level keys, keys of 1 to 40 characters, 5 levels, 8192 bytes.',
+  description: 'A JSON Merge Patch (RFC 7396) applied to the stored metadata; null removes all metadata. Result limits: 50 top-level keys, keys of 1 to 40 characters, 5 levels, 8192 bytes. Numbers are kept as 64-bit floats: an integer beyond 2^53 that would come back changed (send it as a string), or a number other than 0 too small for a float, is a 400.',
   examples: [{ plan: 'pro' }]
 })
 

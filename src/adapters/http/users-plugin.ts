@@ -10,7 +10,7 @@ import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
 import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
 import { sendContinue } from './expect-continue.js'
-import { overTheLimit, refusedBody, registerJsonBody, repeatedNamesOf } from './json-body.js'
+import { overTheLimit, refusedBody, registerJsonBody, textErrorsOf } from './json-body.js'
 import { HttpProblem, invalidRequest, problemBody, toProblem, unauthorized } from './problems.js'
 import { CREATE_RESPONSES, GET_RESPONSES, READ_RESPONSES, UPDATE_RESPONSES } from './responses.js'
 import { CreateUserBody, EmptyBody, IdempotencyHeaders, NoQuery, ReadHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
@@ -164,10 +164,10 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
 
   /**
    * Fastify checks params, then body, then headers; the contract wants the headers before the
-   * body, and the body's repeated names (see repeatedNames) with its other errors. A route's
-   * query (NoQuery on every route with a body; a GET has no query schema, so that a client's
-   * cache-buster does not break a read) is a part of its own, between the path and the headers,
-   * as in the request. `headers` names the route's headers: a read takes no `Idempotency-Key`,
+   * body, and the errors only the body's text shows (see textErrors) with its other errors. A
+   * route's query (NoQuery on every route with a body; a GET has no query schema, so that a
+   * client's cache-buster does not break a read) is a part of its own, between the path and the
+   * headers, as in the request. `headers` names the route's headers: a read takes no `Idempotency-Key`,
    * and a create ignores `If-None-Match`.
    */
   function pathThenHeaders (headers: { ifNoneMatch: boolean, idempotencyKey: boolean }) {
@@ -193,11 +193,11 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
         }
       }
       if (errors.length > 0) throw invalidRequest(errors)
-      const repeated = repeatedNamesOf(request)
-      if (repeated !== undefined) {
+      const inText = textErrorsOf(request)
+      if (inText !== undefined) {
         const checkBody = request.getValidationFunction('body')
         const schemaErrors = checkBody === undefined || checkBody(request.body) ? [] : checkBody.errors ?? []
-        throw validationProblem('body', schemaErrors, request.body, repeated)
+        throw validationProblem('body', schemaErrors, request.body, inText)
       }
     }
   }
