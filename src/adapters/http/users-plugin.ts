@@ -167,8 +167,8 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
    * body, and the errors only the body's text shows (see textErrors) with its other errors. A
    * route's query (NoQuery on every route with a body; a GET has no query schema, so that a
    * client's cache-buster does not break a read) is a part of its own, between the path and the
-   * headers, as in the request. `headers` names the route's headers: a read takes no `Idempotency-Key`,
-   * and a create ignores `If-None-Match`.
+   * headers, as in the request. `headers` names the route's headers: a read takes no
+   * `Idempotency-Key`, and a create ignores `If-None-Match`.
    */
   function pathThenHeaders (headers: { ifNoneMatch: boolean, idempotencyKey: boolean }) {
     return async (request: FastifyRequest): Promise<void> => {
