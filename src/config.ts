@@ -12,6 +12,7 @@ const Settings = Type.Object({
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l))),
   RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 0 }),
   AUTH_FAILURES_PER_MINUTE: Type.Integer({ minimum: 1 }),
+  RATE_LIMIT_STORE: Type.Union([Type.Literal('memory'), Type.Literal('database')], { description: 'memory or database' }),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 1000 }),
   DATABASE_PIPELINE: Type.Union([Type.Literal('on'), Type.Literal('off')], { description: 'on or off' }),
   SQLITE_SYNCHRONOUS: Type.Union([Type.Literal('NORMAL'), Type.Literal('FULL')]),
@@ -28,6 +29,7 @@ const DEFAULTS: Record<keyof SettingValues, string | undefined> = {
   LOG_LEVEL: 'info',
   RATE_LIMIT_PER_MINUTE: '6000',
   AUTH_FAILURES_PER_MINUTE: '60',
+  RATE_LIMIT_STORE: 'memory',
   DATABASE_POOL_MAX: '10',
   DATABASE_PIPELINE: 'on',
   SQLITE_SYNCHRONOUS: 'NORMAL',
@@ -45,6 +47,8 @@ export interface Config {
   logLevel: string
   rateLimitPerMinute: number
   authFailuresPerMinute: number
+  /** Where the rate limits count: this process's memory, or the database, shared by every process. */
+  rateLimitStore: 'memory' | 'database'
   poolMax: number
   /** PostgreSQL: statements outside transactions on one pipelined connection (DATABASE_PIPELINE=off: through the pool). */
   postgresPipeline: boolean
@@ -79,7 +83,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   for (const [name, fallback] of Object.entries(DEFAULTS)) {
     const given = env[name] === undefined || env[name] === '' ? fallback : env[name]
     if (given === undefined) continue
-    const value = name === 'SQLITE_SYNCHRONOUS' ? given.toUpperCase() : name === 'METRICS' || name === 'DATABASE_PIPELINE' ? given.toLowerCase() : given
+    const value = name === 'SQLITE_SYNCHRONOUS' ? given.toUpperCase() : name === 'METRICS' || name === 'DATABASE_PIPELINE' || name === 'RATE_LIMIT_STORE' ? given.toLowerCase() : given
     raw[name] = NUMERIC.has(name) ? (/^\d+$/.test(value) ? Number(value) : NaN) : value
   }
   const error = Value.Errors(Settings, raw).First()
@@ -103,6 +107,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: settings.LOG_LEVEL,
     rateLimitPerMinute: settings.RATE_LIMIT_PER_MINUTE,
     authFailuresPerMinute: settings.AUTH_FAILURES_PER_MINUTE,
+    rateLimitStore: settings.RATE_LIMIT_STORE,
     poolMax: settings.DATABASE_POOL_MAX,
     postgresPipeline: settings.DATABASE_PIPELINE === 'on',
     sqliteSynchronous: settings.SQLITE_SYNCHRONOUS,

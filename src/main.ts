@@ -52,6 +52,7 @@ async function main (): Promise<void> {
     logger: loggerOptions(config.logLevel),
     rateLimitPerMinute: config.rateLimitPerMinute,
     authFailuresPerMinute: config.authFailuresPerMinute,
+    rateCounter: config.rateLimitStore === 'database' ? service.rateCounter : undefined,
     trustProxy: config.trustProxy,
     metrics: config.metrics === false ? false : { ...config.metrics, pool: service.pool, pipeline: service.pipeline }
   })

@@ -43,6 +43,8 @@ export async function openUsersService (options: UsersServiceOptions) {
     idempotent: idempotent({ transactor, store: idempotency, clock }),
     /** Deletes idempotency keys past their 24 hours; returns how many. */
     purgeExpiredIdempotencyKeys: async () => await idempotency.purgeExpired(clock.now()),
+    /** Request counts shared by every process on the database, for rate limits (RATE_LIMIT_STORE=database). */
+    rateCounter: persistence.rateCounter,
     migrate: persistence.migrate,
     ping: persistence.ping,
     close: persistence.close

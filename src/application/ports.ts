@@ -68,6 +68,22 @@ export interface IdempotencyStore {
   purgeExpired(now: number): Promise<number>
 }
 
+/**
+ * Requests counted per bucket in fixed windows, shared by every process on the database (the
+ * HTTP adapter's rate limits, with RATE_LIMIT_STORE=database).
+ */
+export interface RateCounter {
+  /**
+   * Counts one request for `bucket` in the window that starts at `windowStart`, and returns the
+   * window the bucket counts in now with its count. A bucket moves to a later window as soon as
+   * any process counts in one; a request from an earlier window (a process whose clock is behind)
+   * is not counted, and gets the later window's count.
+   */
+  hit(bucket: string, windowStart: number): Promise<{ windowStart: number, hits: number }>
+  /** Deletes the buckets whose window started before `before`; returns how many. */
+  purge(before: number): Promise<number>
+}
+
 /** What one transaction can touch. */
 export interface UnitOfWork {
   users: UserRepository

@@ -27,6 +27,7 @@ if (postgres !== undefined) {
     t.match(statements, [
       /^delete from "idempotency_keys" where/,
       /^insert into "idempotency_keys"/,
+      /^insert into "rate_limits"/,
       /^insert into "users"/,
       /^select "app_id", "klaim_id".* from "users" where/,
       /^select "id", .* from "api_keys"/,
@@ -34,14 +35,16 @@ if (postgres !== undefined) {
       /^update "idempotency_keys" set "status" = \$1/,
       /^update "users" set "name" = \$1, "updated_at"/
     ])
-    t.equal(statements.length, 8)
+    t.equal(statements.length, 9)
 
     // Another process's migration adds a column: with `select *` this process's prepared read
     // would fail with "cached plan must not change result type".
     await sql`alter table users add column nickname text`.execute(persistence.db)
     await sql`alter table idempotency_keys add column note text`.execute(persistence.db)
+    await sql`alter table rate_limits add column note text`.execute(persistence.db)
     t.match(await persistence.users.findByUserId('app_1', 'ada'), { name: 'Ada', version: 2 })
     t.match(await persistence.idempotency.find('scope', 'k1'), { response: { status: 200 } })
+    t.same(await persistence.rateCounter.hit('b', 60_000), { windowStart: 60_000, hits: 2 })
   })
 
   t.test('a lock nobody releases fails the request with a 503 after the lock timeout, and idle transactions end', async (t) => {

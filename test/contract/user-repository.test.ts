@@ -200,6 +200,23 @@ eachDatabase(t, (t, db) => {
     t.same(await apps.findKeyAndUser('hash1', 'ada'), { key: { ...key1, revokedAt: 9 }, user: undefined }, 'a revoked key reads no user')
   })
 
+  t.test('rate counter: counts per bucket and window, starts again in a later window, never goes back', async (t) => {
+    const { rateCounter } = await freshPersistence(t, db)
+    t.same(await rateCounter.hit('key:a', 60_000), { windowStart: 60_000, hits: 1 })
+    t.same(await rateCounter.hit('key:a', 60_000), { windowStart: 60_000, hits: 2 })
+    t.same(await rateCounter.hit('ip:::1', 60_000), { windowStart: 60_000, hits: 1 }, 'buckets count apart')
+    t.same(await rateCounter.hit('key:a', 120_000), { windowStart: 120_000, hits: 1 }, 'a later window starts again')
+    t.same(await rateCounter.hit('key:a', 60_000), { windowStart: 120_000, hits: 1 }, 'an earlier one counts nothing')
+    // 40 requests at once, as from many processes: each counted once.
+    const counts = await Promise.all(Array.from({ length: 40 }, async () => (await rateCounter.hit('key:b', 60_000)).hits))
+    t.same(counts.sort((a, b) => a - b), Array.from({ length: 40 }, (_, i) => i + 1))
+    t.equal(await rateCounter.purge(120_000), 2, 'the buckets last counted before 120000')
+    t.same(await rateCounter.hit('key:b', 60_000), { windowStart: 60_000, hits: 1 }, 'a purged bucket starts again')
+    t.same(await rateCounter.hit('key:a', 120_000), { windowStart: 120_000, hits: 2 }, 'a bucket of the window is kept')
+    await Promise.all(Array.from({ length: 1001 }, async (_, i) => await rateCounter.hit(`ip:10.0.${i >> 8}.${i & 255}`, 0)))
+    t.equal(await rateCounter.purge(60_000), 1001, 'more than a batch of 1,000')
+  })
+
   t.test('migrating again is a no-op', async (t) => {
     const p = await freshPersistence(t, db)
     t.same(await p.migrate(), [])

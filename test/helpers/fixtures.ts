@@ -55,7 +55,8 @@ export async function freshClient (t: Test, db: TestDatabase, options: Partial<U
 
 /**
  * Runs each hot prepared statement once on `persistence` (see HOT_STATEMENTS): app 'app_1'
- * and its user 'ada', left at version 2 and named 'Ada'; idempotency key 'k1' of 'scope' done.
+ * and its user 'ada', left at version 2 and named 'Ada'; idempotency key 'k1' of 'scope' done;
+ * rate-limit bucket 'b' counted once in the window at 60000.
  */
 export async function runHotStatements (t: Test, persistence: Persistence): Promise<void> {
   await persistence.apps.insertApp({ appId: 'app_1', name: 'app', createdAt: 1 })
@@ -69,4 +70,5 @@ export async function runHotStatements (t: Test, persistence: Persistence): Prom
   t.ok(await persistence.idempotency.complete('scope', 'k1', 5, { status: 200, body: '{}', headers: {} }))
   await persistence.idempotency.release('scope', 'k2', 5)
   t.match(await persistence.idempotency.find('scope', 'k1'), { response: { status: 200 } })
+  t.same(await persistence.rateCounter.hit('b', 60_000), { windowStart: 60_000, hits: 1 })
 }

@@ -183,3 +183,46 @@ t.test('rate limits: per API key with headers, failed authentications per IP, ne
   t.teardown(async () => await unlimited.close())
   for (let i = 0; i < 5; i++) t.equal((await unlimited.inject({ method: 'GET', url: '/users/x', headers: { authorization: `Bearer ${apiKey}` } })).statusCode, 404)
 })
+
+eachDatabase(t, (t, db) => {
+  t.test('rate limits in the database: servers on one database share each key\'s and each IP\'s count', async (t) => {
+    const url = await db.freshShared(t)
+    // Two services on one database, as two server processes: each its own connections.
+    const services = [await openUsersService({ databaseUrl: url }), await openUsersService({ databaseUrl: url })]
+    t.teardown(async () => { for (const s of services) await s.close() })
+    // The window this test counts in, pinned so that a minute turning mid-test cannot reset it.
+    const now = Date.now()
+    const window = now - (now % 60_000)
+    const apps = await Promise.all(services.map(async (service) => {
+      const counter = service.rateCounter
+      const rateCounter = { hit: async (bucket: string) => await counter.hit(bucket, window), purge: async (before: number) => await counter.purge(before) }
+      const app = await buildHttpApp({ service, rateLimitPerMinute: 3, authFailuresPerMinute: 2, rateCounter })
+      t.teardown(async () => await app.close())
+      return app
+    }))
+    const { apiKey } = await services[0]!.createApp({ name: 'app' })
+    const get = async (i: number, key: string, ip = '10.0.0.1') => await apps[i]!.inject({ method: 'GET', url: '/users/x', headers: { authorization: `Bearer ${key}` }, remoteAddress: ip })
+    const first = await get(0, apiKey)
+    t.equal(first.statusCode, 404)
+    t.same([first.headers['ratelimit-limit'], first.headers['ratelimit-remaining']], ['3', '2'])
+    t.equal((await get(1, apiKey)).headers['ratelimit-remaining'], '1', 'the other server counts on')
+    t.equal((await get(0, apiKey)).statusCode, 404)
+    const limited = await get(1, apiKey)
+    t.equal(limited.statusCode, 429, 'the fourth request, whichever server takes it')
+    t.same(limited.json(), { message: 'Too many requests. Retry after the number of seconds in Retry-After.', code: 'rate_limited' })
+    t.ok(Number(limited.headers['retry-after']) >= 0 && Number(limited.headers['retry-after']) <= 60, 'Retry-After: the seconds left in the window')
+    t.equal((await get(0, apiKey)).statusCode, 429)
+    t.equal((await get(0, 'klaim_sk_bad')).statusCode, 401)
+    t.equal((await get(1, 'klaim_sk_bad')).statusCode, 401)
+    t.equal((await get(0, 'klaim_sk_bad')).statusCode, 429, 'failed authentications from one IP, on either server')
+    t.equal((await get(1, 'klaim_sk_bad', '10.0.0.2')).statusCode, 401, 'another IP is not affected')
+
+    // A database that cannot count: 503, as when it cannot check the key.
+    const down = { hit: async () => { throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) }, purge: async () => 0 }
+    const cut = await buildHttpApp({ service: services[0]!, rateLimitPerMinute: 3, rateCounter: down })
+    t.teardown(async () => await cut.close())
+    const unavailable = await cut.inject({ method: 'GET', url: '/users/x', headers: { authorization: `Bearer ${apiKey}` } })
+    t.equal(unavailable.statusCode, 503)
+    t.equal(unavailable.json().code, 'unavailable')
+  })
+})

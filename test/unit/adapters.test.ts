@@ -1,5 +1,6 @@
 import t from 'tap'
 import { parseArgs, runCommand } from '../../src/adapters/cli/cli.js'
+import { sharedRateLimitStore } from '../../src/adapters/http/rate-limit-store.js'
 import { parseDatabaseUrl } from '../../src/adapters/persistence/database-url.js'
 import { isRetryable, isUnavailable, uniqueViolation } from '../../src/adapters/persistence/database-errors.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
@@ -9,6 +10,9 @@ import { openUsersService } from '../../src/users-service.js'
 t.test('configuration: defaults, and one clear error per bad setting', async (t) => {
   t.match(loadConfig({}), { port: 3000, host: '127.0.0.1', databaseUrl: 'sqlite:./data/users.db', logLevel: 'info', rateLimitPerMinute: 6000, poolMax: 10, postgresPipeline: true, sqliteSynchronous: 'NORMAL' })
   t.equal(loadConfig({ DATABASE_PIPELINE: 'OFF' }).postgresPipeline, false)
+  t.equal(loadConfig({}).rateLimitStore, 'memory', 'rate limits count in memory unless told')
+  t.equal(loadConfig({ RATE_LIMIT_STORE: 'Database' }).rateLimitStore, 'database')
+  t.throws(() => loadConfig({ RATE_LIMIT_STORE: 'redis' }), { message: 'RATE_LIMIT_STORE is invalid ("redis"): memory or database' })
   t.throws(() => loadConfig({ DATABASE_PIPELINE: 'no' }), { message: 'DATABASE_PIPELINE is invalid ("no"): on or off' })
   t.match(loadConfig({ PORT: '8080', HOST: '0.0.0.0', DATABASE_URL: 'postgresql://u@db/x', SQLITE_SYNCHRONOUS: 'full', RATE_LIMIT_PER_MINUTE: '0' }), { port: 8080, host: '0.0.0.0', sqliteSynchronous: 'FULL', rateLimitPerMinute: 0 })
   for (const env of [{ PORT: '70000' }, { PORT: '-1' }, { PORT: '1.5' }, { DATABASE_URL: 'sqlite:' }, { DATABASE_URL: 'postgres://' }, { SQLITE_SYNCHRONOUS: 'OFF' }, { DATABASE_POOL_MAX: '0' }, { LOG_LEVEL: 'verbose' }, { METRICS: 'maybe' }]) {
@@ -123,4 +127,40 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   const misuse = (argv: string[]) => { try { parseArgs(argv, io) } catch (error) { return error } }
   t.match(misuse(['nope']), { exitCode: 2, message: /Unknown command/ })
   t.match(misuse(['users', 'get', 'x']), { exitCode: 2, message: /Usage/ })
+})
+
+t.test('shared rate-limit store: windows fixed on the clock, the time left in them, one purge per new window', async (t) => {
+  const hits: Array<[string, number]> = []
+  const purges: number[] = []
+  let ahead = 0
+  let purgeFails = false
+  const counter = {
+    hit: async (bucket: string, windowStart: number) => { hits.push([bucket, windowStart]); return { windowStart: windowStart + ahead, hits: hits.length } },
+    purge: async (before: number) => { purges.push(before); if (purgeFails) throw new Error('down'); return 0 }
+  }
+  let now = 125_000
+  const store = new (sharedRateLimitStore(counter, () => now))({})
+  const incr = async (key: string) => await new Promise((resolve, reject) => { store.incr(key, (error, result) => { if (error !== null) reject(error); else resolve(result) }, 60_000, 3) })
+  t.same(await incr('key:a'), { current: 1, ttl: 55_000 }, 'the window that holds now, and what is left of it')
+  t.same(hits, [['key:a', 120_000]])
+  t.same(purges, [60_000], 'the first count in a window purges the buckets counted before the window before it')
+  now = 130_000
+  t.same(await incr('key:a'), { current: 2, ttl: 50_000 })
+  t.same(purges, [60_000], 'once a window')
+  ahead = 60_000
+  t.same(await incr('key:a'), { current: 3, ttl: 60_000 }, 'a later window (another clock ahead): at most a window left')
+  ahead = -60_000
+  t.same(await incr('key:a'), { current: 4, ttl: 0 }, 'an earlier one: none left')
+  ahead = 0
+  now = 180_000
+  purgeFails = true
+  await incr('key:a')
+  await new Promise((resolve) => setImmediate(resolve))
+  now = 181_000
+  purgeFails = false
+  await incr('key:a')
+  t.same(purges, [60_000, 120_000, 120_000], 'a purge that failed is tried again')
+  t.equal(store.child({} as never), store, 'every route counts in the same buckets')
+  const failing = new (sharedRateLimitStore({ hit: async () => { throw new Error('down') }, purge: async () => 0 }, () => now))({})
+  await t.rejects(new Promise((resolve, reject) => { failing.incr('k', (error, result) => { if (error !== null) reject(error); else resolve(result) }, 60_000, 3) }), { message: 'down' }, 'a count that fails fails the request')
 })

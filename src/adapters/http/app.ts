@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import { sendProblem } from './error-handler.js'
 import { holdContinue } from './expect-continue.js'
 import { FIELD_MESSAGES } from '../../domain/profile-rules.js'
+import type { RateCounter } from '../../application/ports.js'
 import { HttpProblem, invalidRequest, MESSAGES, problemBody, unavailable } from './problems.js'
 import { registerMetrics, type MetricsOptions } from './metrics.js'
 import { registerOpenApi } from './openapi.js'
@@ -18,6 +19,8 @@ export interface HttpAppOptions {
   rateLimitPerMinute?: number
   /** Failed authentications per minute per client IP (default 60). */
   authFailuresPerMinute?: number
+  /** A counter shared by every process for both limits (see `UsersHttpOptions`); else per process. */
+  rateCounter?: RateCounter
   /** Prometheus metrics at /metrics (default on); `false` turns them off. */
   metrics?: false | MetricsOptions
   /**
@@ -174,6 +177,6 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     return { status: 'ready' }
   })
 
-  await app.register(usersHttpPlugin, { service: options.service, rateLimitPerMinute: options.rateLimitPerMinute, authFailuresPerMinute: options.authFailuresPerMinute })
+  await app.register(usersHttpPlugin, { service: options.service, rateLimitPerMinute: options.rateLimitPerMinute, authFailuresPerMinute: options.authFailuresPerMinute, rateCounter: options.rateCounter })
   return app
 }

@@ -5,13 +5,14 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { PreconditionFailedError, UsersError, type FieldError } from '../../domain/errors.js'
 import { ifMatchAllows, ifNoneMatchAllows, parseIfMatch, parseIfNoneMatch, type IfMatch, type IfNoneMatch } from '../../domain/if-match.js'
 import type { UserProfile } from '../../domain/user.js'
-import type { StoredResponse, UnitOfWork, UserSnapshot } from '../../application/ports.js'
+import type { RateCounter, StoredResponse, UnitOfWork, UserSnapshot } from '../../application/ports.js'
 import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
 import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
 import { sendContinue } from './expect-continue.js'
 import { overTheLimit, refusedBody, registerJsonBody, textErrorsOf } from './json-body.js'
 import { HttpProblem, invalidRequest, problemBody, toProblem, unauthorized } from './problems.js'
+import { sharedRateLimitStore } from './rate-limit-store.js'
 import { CREATE_RESPONSES, GET_RESPONSES, READ_RESPONSES, UPDATE_RESPONSES } from './responses.js'
 import { CreateUserBody, EmptyBody, IdempotencyHeaders, NoQuery, ReadHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
 import { validationProblem, validatorCompiler } from './validation.js'
@@ -35,6 +36,11 @@ export interface UsersHttpOptions {
   rateLimitPerMinute?: number
   /** Failed authentications per minute per client IP (default 60). */
   authFailuresPerMinute?: number
+  /**
+   * Where the rate limits count: in this process (the default), or in a counter shared by every
+   * process, such as the service's `rateCounter` (RATE_LIMIT_STORE=database).
+   */
+  rateCounter?: RateCounter
 }
 
 const BEARER = /^bearer +([\x21-\x7e]+) *$/i
@@ -117,11 +123,12 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
   fastify.decorateRequest('keyId', '')
   fastify.decorateRequest('userSnapshot', undefined)
 
-  // Counters are per process (in memory); see the README for a shared store.
-  await fastify.register(rateLimit, { global: false })
+  // Counters are per process (in memory), unless a shared counter is given (see the README).
+  const store = options.rateCounter === undefined ? undefined : sharedRateLimitStore(options.rateCounter)
+  await fastify.register(rateLimit, { global: false, ...(store === undefined ? {} : { store }) })
   const perKey = options.rateLimitPerMinute ?? 6000
-  const keyLimit = fastify.createRateLimit({ max: perKey, timeWindow: 60_000, keyGenerator: (request) => request.keyId })
-  const failureLimit = fastify.createRateLimit({ max: options.authFailuresPerMinute ?? 60, timeWindow: 60_000, keyGenerator: (request) => request.ip })
+  const keyLimit = fastify.createRateLimit({ max: perKey, timeWindow: 60_000, keyGenerator: (request) => `key:${request.keyId}` })
+  const failureLimit = fastify.createRateLimit({ max: options.authFailuresPerMinute ?? 60, timeWindow: 60_000, keyGenerator: (request) => `ip:${request.ip}` })
 
   async function limit (check: typeof keyLimit, request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const state = await check(request)

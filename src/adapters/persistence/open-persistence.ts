@@ -1,7 +1,8 @@
-import type { AppRepository, IdempotencyStore, Transactor, UserRepository } from '../../application/ports.js'
+import type { AppRepository, IdempotencyStore, RateCounter, Transactor, UserRepository } from '../../application/ports.js'
 import { parseDatabaseUrl, type DatabaseLocation } from './database-url.js'
 import { kyselyAppRepository } from './kysely-app-repository.js'
 import { compileIdempotencyQueries, kyselyIdempotencyStore } from './kysely-idempotency-store.js'
+import { compileRateCounterQueries, kyselyRateCounter } from './kysely-rate-counter.js'
 import { kyselyTransactor } from './kysely-transactor.js'
 import { compileUserQueries, kyselyUserRepository } from './kysely-user-repository.js'
 import { sql, type Kysely } from './kysely.js'
@@ -21,6 +22,7 @@ export interface Persistence {
   users: UserRepository
   apps: AppRepository
   idempotency: IdempotencyStore
+  rateCounter: RateCounter
   transactor: Transactor
   migrate(): Promise<string[]>
   /** Resolves when the database answers a trivial query. */
@@ -79,6 +81,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     users: kyselyUserRepository(db, queries.users, false),
     apps: kyselyAppRepository(db, dialect),
     idempotency: kyselyIdempotencyStore(db, queries.idempotency),
+    rateCounter: kyselyRateCounter(db, compileRateCounterQueries(db)),
     transactor: kyselyTransactor(db, queries),
     migrate: async () => await migrateToLatest(db, dialect),
     ping: async () => { await sql`select 1`.execute(db) },

@@ -46,9 +46,17 @@ export interface IdempotencyKeysTable {
   expires_at: Millis
 }
 
+export interface RateLimitsTable {
+  bucket: string
+  /** The start of the window the hits count in. */
+  window_start: Millis
+  hits: number
+}
+
 export interface DatabaseSchema {
   apps: AppsTable
   api_keys: ApiKeysTable
   users: UsersTable
   idempotency_keys: IdempotencyKeysTable
+  rate_limits: RateLimitsTable
 }

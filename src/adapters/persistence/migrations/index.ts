@@ -3,6 +3,7 @@ import { Migrator, type Kysely } from '../kysely.js'
 import type { DialectName } from '../database-url.js'
 import * as initial from './0001-initial.js'
 import * as idempotencyKeys from './0002-idempotency-keys.js'
+import * as rateLimits from './0003-rate-limits.js'
 
 type DialectMigration = { up: (db: Kysely<any>, dialect: DialectName) => Promise<void> }
 
@@ -11,7 +12,8 @@ type DialectMigration = { up: (db: Kysely<any>, dialect: DialectName) => Promise
 // longer (an index on a large table) must raise it for itself (`set local statement_timeout`).
 const MIGRATIONS: Record<string, DialectMigration> = {
   '0001-initial': initial,
-  '0002-idempotency-keys': idempotencyKeys
+  '0002-idempotency-keys': idempotencyKeys,
+  '0003-rate-limits': rateLimits
 }
 
 function provider (dialect: DialectName): MigrationProvider {
