@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely'
 import type { IdempotencyRecord, IdempotencyStore } from '../../application/ports.js'
+import { deleteInBatches, DELETE_BATCH } from './batches.js'
 import { prepare } from './prepared.js'
 import type { DatabaseSchema, IdempotencyKeysTable } from './schema.js'
 
@@ -13,13 +14,6 @@ function toRecord (row: Selectable<IdempotencyKeysTable>): IdempotencyRecord {
     expiresAt: Number(row.expires_at)
   }
 }
-
-/**
- * Expired keys are deleted this many at a time. An hour of keyed requests can be millions of
- * rows: deleted at once on SQLite, that holds the event loop and the file's write lock for
- * seconds (about 0.5 s per 200,000 rows here); in batches, a few milliseconds at a time.
- */
-const PURGE_BATCH = 1000
 
 const COLUMNS = ['scope', 'key', 'fingerprint', 'status', 'body', 'headers', 'locked_until', 'expires_at'] as const
 
@@ -84,18 +78,10 @@ export function kyselyIdempotencyStore (db: Kysely<DatabaseSchema>, queries: Ide
     },
 
     async purgeExpired (now) {
-      let purged = 0
-      for (;;) {
-        const result = await db.deleteFrom('idempotency_keys')
-          .where((eb) => eb(eb.refTuple('scope', 'key'), 'in',
-            eb.selectFrom('idempotency_keys').select(['scope', 'key']).where('expires_at', '<=', now).limit(PURGE_BATCH).$asTuple('scope', 'key')))
-          .executeTakeFirst()
-        const deleted = Number(result.numDeletedRows)
-        purged += deleted
-        if (deleted < PURGE_BATCH) return purged
-        // SQLite runs a statement on the event loop: let requests in between batches.
-        await new Promise((resolve) => setImmediate(resolve))
-      }
+      return await deleteInBatches(async () => await db.deleteFrom('idempotency_keys')
+        .where((eb) => eb(eb.refTuple('scope', 'key'), 'in',
+          eb.selectFrom('idempotency_keys').select(['scope', 'key']).where('expires_at', '<=', now).limit(DELETE_BATCH).$asTuple('scope', 'key')))
+        .executeTakeFirst())
     }
   }
 }

@@ -1,10 +1,8 @@
 import type { Kysely } from 'kysely'
 import type { RateCounter } from '../../application/ports.js'
+import { deleteInBatches, DELETE_BATCH } from './batches.js'
 import { prepare } from './prepared.js'
 import type { DatabaseSchema } from './schema.js'
-
-/** Old windows are deleted this many at a time (see the idempotency store's PURGE_BATCH). */
-const PURGE_BATCH = 1000
 
 /** The statement every counted request runs, compiled once per database (see `prepare`). */
 export function compileRateCounterQueries (db: Kysely<DatabaseSchema>) {
@@ -43,17 +41,9 @@ export function kyselyRateCounter (db: Kysely<DatabaseSchema>, queries: RateCoun
     },
 
     async purge (before) {
-      let purged = 0
-      for (;;) {
-        const result = await db.deleteFrom('rate_limits')
-          .where('bucket', 'in', db.selectFrom('rate_limits').select('bucket').where('window_start', '<', before).limit(PURGE_BATCH))
-          .executeTakeFirst()
-        const deleted = Number(result.numDeletedRows)
-        purged += deleted
-        if (deleted < PURGE_BATCH) return purged
-        // SQLite runs a statement on the event loop: let requests in between batches.
-        await new Promise((resolve) => setImmediate(resolve))
-      }
+      return await deleteInBatches(async () => await db.deleteFrom('rate_limits')
+        .where('bucket', 'in', db.selectFrom('rate_limits').select('bucket').where('window_start', '<', before).limit(DELETE_BATCH))
+        .executeTakeFirst())
     }
   }
 }
