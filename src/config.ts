@@ -38,6 +38,7 @@ const DEFAULTS: Record<keyof SettingValues, string | undefined> = {
   TRUST_PROXY: undefined
 }
 const NUMERIC = new Set(['PORT', 'RATE_LIMIT_PER_MINUTE', 'AUTH_FAILURES_PER_MINUTE', 'DATABASE_POOL_MAX'])
+const LOWER_CASE = new Set(['METRICS', 'DATABASE_PIPELINE', 'RATE_LIMIT_STORE'])
 
 export interface Config {
   port: number
@@ -83,7 +84,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   for (const [name, fallback] of Object.entries(DEFAULTS)) {
     const given = env[name] === undefined || env[name] === '' ? fallback : env[name]
     if (given === undefined) continue
-    const value = name === 'SQLITE_SYNCHRONOUS' ? given.toUpperCase() : name === 'METRICS' || name === 'DATABASE_PIPELINE' || name === 'RATE_LIMIT_STORE' ? given.toLowerCase() : given
+    const value = name === 'SQLITE_SYNCHRONOUS' ? given.toUpperCase() : LOWER_CASE.has(name) ? given.toLowerCase() : given
     raw[name] = NUMERIC.has(name) ? (/^\d+$/.test(value) ? Number(value) : NaN) : value
   }
   const error = Value.Errors(Settings, raw).First()

@@ -22,8 +22,9 @@ export function sharedRateLimitStore (counter: RateCounter, now: () => number = 
       const before = windowStart - timeWindow
       if (before > purgedBefore) {
         purgedBefore = before
-        // Not awaited, and its failure is not the request's: the next window tries again.
-        counter.purge(before).catch(() => { purgedBefore = 0 })
+        // Not awaited, and its failure is not the request's: the next window's purge deletes
+        // what this one left, as it deletes every older bucket.
+        counter.purge(before).catch(() => {})
       }
     }
 
