@@ -1,5 +1,5 @@
 import t from 'tap'
-import { INEXACT_INTEGER_MESSAGE, ZEROED_NUMBER_MESSAGE } from '../../src/adapters/http/json-body.js'
+import { INEXACT_INTEGER_MESSAGE, ZEROED_NUMBER_MESSAGE } from '../../src/adapters/http/json-text.js'
 import { eachDatabase } from '../helpers/databases.js'
 import { freshClient, type TestClient } from '../helpers/fixtures.js'
 

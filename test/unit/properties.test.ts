@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import t from 'tap'
-import { INEXACT_INTEGER_MESSAGE, numberProblem, REPEATED_NAME_MESSAGE, textErrors, ZEROED_NUMBER_MESSAGE } from '../../src/adapters/http/json-body.js'
+import { INEXACT_INTEGER_MESSAGE, numberProblem, REPEATED_NAME_MESSAGE, textErrors, ZEROED_NUMBER_MESSAGE } from '../../src/adapters/http/json-text.js'
 import { validatorCompiler } from '../../src/adapters/http/validation.js'
 import { Email, Name, UserId } from '../../src/adapters/http/schemas.js'
 import { ValidationError } from '../../src/domain/errors.js'
