@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { buildHttpApp } from '../../src/adapters/http/app.js'
-import { requestFingerprint } from '../../src/adapters/http/users-plugin.js'
+import { requestFingerprint } from '../../src/adapters/http/idempotent-writes.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { openUsersService } from '../../src/users-service.js'
 import { eachDatabase, type TestDatabase } from '../helpers/databases.js'

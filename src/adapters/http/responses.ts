@@ -1,4 +1,5 @@
 import { PRECONDITION_MESSAGES } from '../../domain/errors.js'
+import type { UserProfile } from '../../domain/user.js'
 import { Type } from '../../typebox.js'
 import { errorResponse, notModifiedResponse, userResponse } from './schemas.js'
 
@@ -69,3 +70,26 @@ export const UPDATE_RESPONSES = {
   412: errorResponse('`If-Match` matches no current ETag, or `If-None-Match` matches it; nothing changed.', MODIFIED, MATCHES),
   422: reused
 }
+
+/** The user resource as the routes send it (`userResponse` is its schema). */
+export function userResource (message: string, user: UserProfile) {
+  return {
+    message,
+    klaim_id: user.klaimId,
+    user_id: user.userId,
+    email: user.email,
+    name: user.name,
+    metadata: user.metadata,
+    credit_balance: user.creditBalance,
+    acquisition_source: user.acquisitionSource,
+    created_at: user.createdAt,
+    updated_at: user.updatedAt
+  }
+}
+
+/**
+ * On every response that carries a user: a cache may keep it for the one client that asked
+ * (never a shared cache: it answers an API key), but must ask again before each use, which the
+ * ETag makes a 304 while the user is unchanged.
+ */
+export const USER_CACHE_CONTROL = 'private, no-cache'
