@@ -4,9 +4,8 @@ export interface JsonObject { [key: string]: JsonValue }
 export const ACQUISITION_SOURCES = ['api', 'promotion', 'member_manual'] as const
 export type AcquisitionSource = typeof ACQUISITION_SOURCES[number]
 
-/** A user profile as the service stores it. `version` grows by one with every real change. */
-export interface User {
-  appId: string
+/** The fields of the user resource, which every user carries, stored or returned. */
+interface ProfileFields {
   klaimId: string
   userId: string
   email: string
@@ -16,20 +15,16 @@ export interface User {
   acquisitionSource: AcquisitionSource
   createdAt: number
   updatedAt: number
+}
+
+/** A user profile as the service stores it. `version` grows by one with every real change. */
+export interface User extends ProfileFields {
+  appId: string
   version: number
 }
 
 /** The user as callers see it: the resource's fields and its entity tag. */
-export interface UserProfile {
-  klaimId: string
-  userId: string
-  email: string
-  name: string | null
-  metadata: JsonObject
-  creditBalance: number
-  acquisitionSource: AcquisitionSource
-  createdAt: number
-  updatedAt: number
+export interface UserProfile extends ProfileFields {
   etag: string
 }
 
