@@ -5,22 +5,16 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import { sendProblem } from './error-handler.js'
 import { holdContinue } from './expect-continue.js'
 import { FIELD_MESSAGES } from '../../domain/profile-rules.js'
-import type { RateCounter } from '../../application/ports.js'
 import { HttpProblem, invalidRequest, MESSAGES, problemBody, unavailable } from './problems.js'
 import { registerMetrics, type MetricsOptions } from './metrics.js'
 import { registerOpenApi } from './openapi.js'
 import { unavailableResponse } from './responses.js'
 import { HealthBody } from './schemas.js'
-import { usersHttpPlugin, type UsersHttpService } from './users-plugin.js'
+import { usersHttpPlugin, type UsersHttpOptions, type UsersHttpService } from './users-plugin.js'
 
-export interface HttpAppOptions {
+/** The users routes' options (their rate limits), and the whole app's. */
+export interface HttpAppOptions extends UsersHttpOptions {
   service: UsersHttpService & { ping(): Promise<void> }
-  /** Requests per minute per API key; 0 turns limiting off (default 6000). */
-  rateLimitPerMinute?: number
-  /** Failed authentications per minute per client IP (default 60). */
-  authFailuresPerMinute?: number
-  /** A counter shared by every process for both limits (see `UsersHttpOptions`); else per process. */
-  rateCounter?: RateCounter
   /** Prometheus metrics at /metrics (default on); `false` turns them off. */
   metrics?: false | MetricsOptions
   /**
@@ -177,6 +171,7 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     return { status: 'ready' }
   })
 
-  await app.register(usersHttpPlugin, { service: options.service, rateLimitPerMinute: options.rateLimitPerMinute, authFailuresPerMinute: options.authFailuresPerMinute, rateCounter: options.rateCounter })
+  const { service, rateLimitPerMinute, authFailuresPerMinute, rateCounter } = options
+  await app.register(usersHttpPlugin, { service, rateLimitPerMinute, authFailuresPerMinute, rateCounter })
   return app
 }
