@@ -1,5 +1,6 @@
 import { authenticate, createApiKey, createApp, createFirstApp, listApiKeys } from './application/apps.js'
 import { createUser } from './application/create-user.js'
+import { deleteUser } from './application/delete-user.js'
 import { getUser } from './application/get-user.js'
 import { idempotent } from './application/idempotency.js'
 import type { Clock, IdSource } from './application/ports.js'
@@ -32,6 +33,8 @@ export async function openUsersService (options: UsersServiceOptions) {
     createUser: createUser({ transactor, clock, ids }),
     getUser: getUser({ users }),
     updateUserProfile: updateUserProfile({ transactor, clock }),
+    /** Erases a user (the CLI's `users delete`; not in the HTTP API). See the README's Operator CLI. */
+    deleteUser: deleteUser({ users }),
     createApp: createApp(appDeps),
     /** The first start's app `default` with a key, unless an app exists (then undefined). */
     createFirstApp: createFirstApp(appDeps),

@@ -30,6 +30,11 @@ export interface UserRepository {
    * Throws like `insert` on a unique index.
    */
   update(next: User, previous: User): Promise<void>
+  /**
+   * Deletes the user of `appId` whose current `user_id` is `userId`, in one statement, and
+   * returns it as it was; undefined when there is none. Its `user_id` and email are free at once.
+   */
+  deleteByUserId(appId: string, userId: string): Promise<User | undefined>
 }
 
 /** A response kept for an idempotency key: replayed as is. */

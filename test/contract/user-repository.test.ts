@@ -105,6 +105,23 @@ eachDatabase(t, (t, db) => {
     t.equal((await users.findByUserId('app1', 'moved'))?.name, stale.name)
   })
 
+  t.test('a user deleted by user_id comes back as it was; its user_id and email are free at once', async (t) => {
+    const { users } = await withApps(t)
+    const gone = user({ name: 'Ada', metadata: { plan: 'pro' }, creditBalance: 2.5 })
+    const kept = user()
+    const twin = user({ appId: 'app2', userId: gone.userId, email: gone.email })
+    for (const u of [gone, kept, twin]) await users.insert(u)
+    t.same(await users.deleteByUserId('app1', gone.userId), gone)
+    t.equal(await users.findByUserId('app1', gone.userId), undefined)
+    t.equal(await users.deleteByUserId('app1', gone.userId), undefined, 'none the second time')
+    t.equal(await users.deleteByUserId('app1', 'nobody'), undefined)
+    t.same(await users.findByUserId('app1', kept.userId), kept, 'another user of the app stays')
+    t.same(await users.findByUserId('app2', twin.userId), twin, 'the same user_id in another app stays')
+    await users.insert(user({ userId: gone.userId, email: gone.email.toUpperCase() }))
+    t.pass('a new user may take the user_id and the email')
+    await t.rejects(users.update({ ...gone, name: 'late', version: 2 }, gone), { code: '40001' }, 'a write from a read before the delete is refused')
+  })
+
   t.test('a failed transaction leaves nothing behind', async (t) => {
     const { users, transactor } = await withApps(t)
     const kept = user()

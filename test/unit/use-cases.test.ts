@@ -101,6 +101,27 @@ eachDatabase(t, (t, db) => {
     t.same((await users.listApps()).map((a) => a.name), ['app'])
   })
 
+  t.test('deleteUser erases one user of its app; an update that read the user before answers 404', async (t) => {
+    const users = await freshService(t, db)
+    const { appId, apiKey } = await users.createApp({ name: 'app' })
+    const other = await users.createApp({ name: 'other' })
+    const ada = await users.createUser({ appId, email: 'ada@example.com', userId: 'ada', name: 'Ada' })
+    const bob = await users.createUser({ appId, email: 'bob@example.com', userId: 'bob' })
+    const otherAda = await users.createUser({ appId: other.appId, email: 'ada@example.com', userId: 'ada' })
+    const snapshot = (await users.authenticate(apiKey, 'ada'))?.snapshot
+    await t.rejects(users.deleteUser({ appId, userId: ' ada' }), { constructor: ValidationError, errors: [{ path: '/userId' }] })
+    await t.rejects(users.deleteUser({ appId: 5 as unknown as string, userId: 'ada' }), { constructor: UserNotFoundError, code: 'user_not_found' }, 'a non-string appId names no app')
+    t.same(await users.deleteUser({ appId, userId: 'ada' }), ada, 'the user as it was')
+    await t.rejects(users.deleteUser({ appId, userId: 'ada' }), { constructor: UserNotFoundError, code: 'user_not_found' })
+    await t.rejects(users.getUser({ appId, userId: 'ada' }), { constructor: UserNotFoundError, code: 'user_not_found' })
+    await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: { name: 'late' }, snapshot }), { constructor: UserNotFoundError, code: 'user_not_found' },
+      'the write from the read before the delete is refused, and the update reads again')
+    t.same(await users.getUser({ appId, userId: 'bob' }), bob)
+    t.same(await users.getUser({ appId: other.appId, userId: 'ada' }), otherAda, 'another app\'s user of the same user_id stays')
+    const again = await users.createUser({ appId, email: 'ada@example.com', userId: 'ada' })
+    t.not(again.klaimId, ada.klaimId, 'a new user, with the user_id and email free again')
+  })
+
   t.test('a user read with the API key: of the key\'s app only, and only for a valid user_id', async (t) => {
     const users = await freshService(t, db)
     const a = await users.createApp({ name: 'a' })

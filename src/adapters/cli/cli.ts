@@ -8,7 +8,7 @@ export interface CliIo {
   err: (line: string) => void
 }
 
-type Service = Pick<UsersService, 'createApp' | 'listApps' | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'migrate' | 'getUser'>
+type Service = Pick<UsersService, 'createApp' | 'listApps' | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'migrate' | 'getUser' | 'deleteUser'>
 
 /** Positional arguments, their count already checked against `Verb.args`. */
 type Args = [string, string]
@@ -124,6 +124,17 @@ const VERBS: Record<string, Verb> = {
     async run (service, [appId, userId], json, io) {
       const user = await service.getUser({ appId, userId })
       io.out(json ? JSON.stringify(user) : JSON.stringify(user, null, 2))
+    }
+  },
+  'users delete': {
+    usage: 'users delete <app_id> <user_id> [--json]',
+    summary: 'Erase one user of an app: its row is deleted at once; answers stored for Idempotency-Keys expire within 24 hours.',
+    args: 2,
+    async run (service, [appId, userId], json, io) {
+      const user = await service.deleteUser({ appId, userId })
+      io.out(json
+        ? JSON.stringify({ app_id: appId, user_id: user.userId, klaim_id: user.klaimId, deleted: true })
+        : `Deleted user ${user.userId} (klaim_id ${user.klaimId}) of ${appId}.`)
     }
   }
 }

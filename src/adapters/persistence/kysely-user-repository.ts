@@ -147,6 +147,13 @@ export function kyselyUserRepository (db: Kysely<DatabaseSchema>, queries: UserQ
         throw conflictError(error)
       }
       if (result.numAffectedRows === 0n) throw new LostUpdateError(`user ${next.klaimId} changed since it was read`)
+    },
+
+    async deleteByUserId (appId, userId) {
+      // Seldom run (an operator's erasure), so built here rather than compiled once.
+      const row = await db.deleteFrom('users').where('app_id', '=', appId).where('user_id', '=', userId)
+        .returning(USER_COLUMNS).executeTakeFirst()
+      return row === undefined ? undefined : rowToUser(row)
     }
   }
 }
