@@ -1,5 +1,6 @@
 import t from 'tap'
 import { EmailTakenError, PreconditionFailedError, UserIdTakenError, UserNotFoundError, ValidationError } from '../../src/index.js'
+import type { UnitOfWork } from '../../src/application/ports.js'
 import { eachDatabase } from '../helpers/databases.js'
 import { freshService } from '../helpers/fixtures.js'
 
@@ -120,6 +121,22 @@ eachDatabase(t, (t, db) => {
     t.same(await users.getUser({ appId: other.appId, userId: 'ada' }), otherAda, 'another app\'s user of the same user_id stays')
     const again = await users.createUser({ appId, email: 'ada@example.com', userId: 'ada' })
     t.not(again.klaimId, ada.klaimId, 'a new user, with the user_id and email free again')
+
+    // Under an Idempotency-Key too: the held write from the earlier read is refused at the end,
+    // the transaction runs again and finds no user, and the 404 is the stored answer.
+    await users.createUser({ appId, email: 'cy@example.com', userId: 'cy' })
+    const stale = (await users.authenticate(apiKey, 'cy'))?.snapshot
+    t.ok(stale?.user, 'read before the delete')
+    await users.deleteUser({ appId, userId: 'cy' })
+    const request = { scope: 'test', key: 'k', fingerprint: 'f' }
+    const work = async (uow: UnitOfWork) => {
+      const user = await users.updateUserProfile({ appId, userId: 'cy', changes: { name: 'late' }, snapshot: stale }, uow)
+      return { status: 200, body: JSON.stringify(user), headers: {} }
+    }
+    const notFound = (error: unknown) => error instanceof UserNotFoundError ? { status: 404, body: 'gone', headers: {} } : undefined
+    await t.rejects(users.idempotent(request, work, notFound), { constructor: UserNotFoundError, code: 'user_not_found' })
+    t.match(await users.idempotent(request, work, notFound), { response: { status: 404, body: 'gone' }, replayed: true })
+    await t.rejects(users.getUser({ appId, userId: 'cy' }), { constructor: UserNotFoundError, code: 'user_not_found' })
   })
 
   t.test('a user read with the API key: of the key\'s app only, and only for a valid user_id', async (t) => {
