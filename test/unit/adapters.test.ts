@@ -1,6 +1,7 @@
 import t from 'tap'
 import { parseArgs, runCommand } from '../../src/adapters/cli/cli.js'
 import { sharedRateLimitStore } from '../../src/adapters/http/rate-limit-store.js'
+import { DELETE_BATCH, deleteInBatches } from '../../src/adapters/persistence/batches.js'
 import { parseDatabaseUrl } from '../../src/adapters/persistence/database-url.js'
 import { isRetryable, isUnavailable, uniqueViolation } from '../../src/adapters/persistence/database-errors.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
@@ -77,6 +78,24 @@ t.test('driver errors are classified once, for both drivers', async (t) => {
   t.ok(isUnavailable(new Error('Query read timeout')), 'no answer in time: the network or the server is gone')
   t.notOk(isUnavailable(new Error('syntax error')))
   t.notOk(isUnavailable('x'))
+})
+
+t.test('deletes in batches until one comes back short, pausing after each full one as long as it took', async (t) => {
+  const sizes = [DELETE_BATCH, DELETE_BATCH, 7]
+  const spans: Array<{ start: number, end: number }> = []
+  const deleted = await deleteInBatches(async () => {
+    // A batch that keeps the thread 5 ms, as a synchronous SQLite DELETE does.
+    const start = performance.now()
+    while (performance.now() - start < 5);
+    spans.push({ start, end: performance.now() })
+    return { numDeletedRows: BigInt(sizes[spans.length - 1] ?? 0) }
+  })
+  t.equal(deleted, 2 * DELETE_BATCH + 7)
+  t.equal(spans.length, 3)
+  for (let i = 1; i < spans.length; i++) {
+    const pause = (spans[i]?.start ?? 0) - (spans[i - 1]?.end ?? 0)
+    t.ok(pause >= 4, `a pause of about the batch's 5 ms before batch ${i + 1} (${pause.toFixed(1)} ms)`)
+  }
 })
 
 t.test('cli verbs in process: friendly text, --json, help and usage errors', async (t) => {
