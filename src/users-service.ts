@@ -1,4 +1,4 @@
-import { authenticate, createApiKey, createApp, createFirstApp, listApiKeys } from './application/apps.js'
+import { authenticate, createApiKey, createApp, createFirstApp, deleteApp, listApiKeys } from './application/apps.js'
 import { createUser } from './application/create-user.js'
 import { deleteUser } from './application/delete-user.js'
 import { getUser } from './application/get-user.js'
@@ -42,6 +42,8 @@ export async function openUsersService (options: UsersServiceOptions) {
     listApps: async () => await apps.listApps(),
     listApiKeys: listApiKeys(appDeps),
     revokeApiKey: async ({ keyId }: { keyId: string }) => await apps.revokeKey(keyId, clock.now()),
+    /** Deletes an app and all it holds (the CLI's `apps delete`). See the README's Operator CLI. */
+    deleteApp: deleteApp(appDeps),
     authenticate: authenticate(appDeps),
     idempotent: idempotent({ transactor, store: idempotency, clock }),
     /** Deletes idempotency keys past their 24 hours; returns how many. */

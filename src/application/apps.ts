@@ -1,7 +1,7 @@
 import { ValidationError } from '../domain/errors.js'
 import { hasForbiddenCharacter } from '../domain/metadata.js'
 import { isValidUserId } from '../domain/profile-rules.js'
-import type { ApiKey, App, AppRepository, Clock, IdSource, KeyMinter, NewKey, StoredKey, UserSnapshot } from './ports.js'
+import type { ApiKey, App, AppRepository, Clock, DeletedApp, IdSource, KeyMinter, NewKey, StoredKey, UserSnapshot } from './ports.js'
 
 export interface CreatedApp {
   appId: string
@@ -78,6 +78,18 @@ export function listApiKeys ({ apps }: Pick<AppDeps, 'apps'>) {
   return async function ({ appId }: { appId: string }): Promise<ApiKey[]> {
     if (typeof appId !== 'string' || !await apps.appExists(appId)) throw unknownApp()
     return await apps.listKeys(appId)
+  }
+}
+
+/**
+ * Deletes an app with its users, keys and stored `Idempotency-Key` answers (an operator's act,
+ * when a client leaves: see `AppRepository.deleteApp`). Throws `ValidationError` for an unknown app.
+ */
+export function deleteApp ({ apps, clock }: Pick<AppDeps, 'apps' | 'clock'>) {
+  return async function ({ appId }: { appId: string }): Promise<DeletedApp> {
+    const deleted = typeof appId === 'string' ? await apps.deleteApp(appId, clock.now()) : undefined
+    if (deleted === undefined) throw unknownApp()
+    return deleted
   }
 }
 

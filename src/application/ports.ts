@@ -163,6 +163,15 @@ export interface AppRepository {
   listKeys(appId: string): Promise<ApiKey[]>
   /** Marks the key revoked; false when there is no such key. */
   revokeKey(keyId: string, at: number): Promise<boolean>
+  /**
+   * Deletes the app and all it holds: its users, its keys, and the answers stored under its keys
+   * for `Idempotency-Key`s. Its keys are revoked first (at `at`), so that no request of the app
+   * starts while the rest goes: the users and stored answers in batches (an app's million users
+   * deleted in one statement would hold SQLite's write lock for seconds), then whatever requests
+   * already under way wrote, the keys and the app in one transaction. Run again after an
+   * interruption, it finishes the work. Undefined when there is no such app.
+   */
+  deleteApp(appId: string, at: number): Promise<DeletedApp | undefined>
   /** The key stored under `keyHash`, revoked or not. */
   findKeyByHash(keyHash: string): Promise<StoredKey | undefined>
   /**
@@ -170,6 +179,14 @@ export interface AppRepository {
    * (undefined when there is none, or when the key is revoked): one round trip instead of two.
    */
   findKeyAndUser(keyHash: string, userId: string): Promise<{ key: StoredKey, user: User | undefined } | undefined>
+}
+
+/** An app as it was before `deleteApp`, and how many rows went with it. */
+export interface DeletedApp {
+  app: App
+  users: number
+  keys: number
+  storedResponses: number
 }
 
 export interface StoredKey {

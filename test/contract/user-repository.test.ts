@@ -2,6 +2,7 @@ import t from 'tap'
 import { KlaimIdCollisionError } from '../../src/application/ports.js'
 import { EmailTakenError, UserIdTakenError } from '../../src/domain/errors.js'
 import type { User } from '../../src/domain/user.js'
+import { sql } from '../../src/adapters/persistence/kysely.js'
 import { eachDatabase } from '../helpers/databases.js'
 import { freshPersistence } from '../helpers/fixtures.js'
 
@@ -197,6 +198,58 @@ eachDatabase(t, (t, db) => {
     t.notOk(await apps.revokeKey('nope', 9))
     t.same(await apps.findKeyByHash('hash1'), { keyId: 'k1', appId: 'app1', keyHash: 'hash1', revokedAt: 9 })
     t.same(await apps.listKeys('app1'), [{ keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: 9 }])
+  })
+
+  t.test('an app deleted goes with its users, keys and stored answers, in batches; another app keeps its own', async (t) => {
+    const { apps, users, idempotency } = await withApps(t)
+    const key = (keyId: string, appId: string, revokedAt: number | null = null) =>
+      ({ key: { keyId, appId, prefix: 'klaim_sk_abc', createdAt: 5, revokedAt }, keyHash: `hash-${keyId}` })
+    for (const k of [key('k1', 'app1'), key('k1b', 'app1', 7), key('k2', 'app2')]) await apps.insertKey(k)
+    // More than a batch of users in the app deleted; the other app's user has the same user_id as one.
+    const many = Array.from({ length: 1001 }, (_, i) => user({ userId: `many-${i}` }))
+    for (let i = 0; i < many.length; i += 100) await Promise.all(many.slice(i, i + 100).map(async (u) => await users.insert(u)))
+    const kept = user({ appId: 'app2', userId: 'many-0', email: many[0]?.email })
+    await users.insert(kept)
+    const record = { fingerprint: 'f', response: undefined, lockedUntil: 5, expiresAt: 9e12 }
+    for (const [scope, k] of [['k1', 'a'], ['k1', 'b'], ['k1b', 'a'], ['k2', 'a']] as const) {
+      await idempotency.claim(scope, k, record)
+      await idempotency.complete(scope, k, 5, { status: 200, body: '{}', headers: {} })
+    }
+
+    let letIn = false
+    setImmediate(() => { letIn = true })
+    t.same(await apps.deleteApp('app1', 50), { app: { appId: 'app1', name: 'app1', createdAt: 1 }, users: 1001, keys: 2, storedResponses: 3 })
+    t.ok(letIn, 'the event loop ran between batches')
+    t.same((await apps.listApps()).map((a) => a.appId), ['app2'])
+    t.equal(await apps.findKeyByHash('hash-k1'), undefined)
+    t.same(await apps.listKeys('app1'), [])
+    t.equal(await users.findByUserId('app1', 'many-1000'), undefined)
+    t.equal(await idempotency.find('k1', 'a'), undefined)
+    t.equal(await idempotency.find('k1b', 'a'), undefined, 'under a key revoked before too')
+    t.same(await users.findByUserId('app2', 'many-0'), kept, 'the other app\'s user stays')
+    t.match(await apps.findKeyByHash('hash-k2'), { appId: 'app2', revokedAt: null }, 'and its key')
+    t.match(await idempotency.find('k2', 'a'), { response: { status: 200 } }, 'and its stored answer')
+    t.equal(await apps.deleteApp('app1', 60), undefined, 'none the second time')
+    t.equal(await apps.deleteApp('nope', 60), undefined)
+  })
+
+  t.test('an app\'s deletion revokes its keys before anything else, and run again finishes it', async (t) => {
+    const { apps, users, db: kysely } = await withApps(t)
+    await apps.insertKey({ key: { keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: null }, keyHash: 'hash1' })
+    await users.insert(user())
+    // The users' deletion fails (a trigger stands in for a crash): the keys are revoked already.
+    if (db.dialect === 'sqlite') {
+      await sql`create trigger refuse before delete on users begin select raise(abort, 'interrupted'); end`.execute(kysely)
+    } else {
+      await sql`create function refuse() returns trigger language plpgsql as $$ begin raise exception 'interrupted'; end $$`.execute(kysely)
+      await sql`create trigger refuse before delete on users for each row execute function refuse()`.execute(kysely)
+    }
+    await t.rejects(apps.deleteApp('app1', 50), /interrupted/)
+    t.match(await apps.findKeyByHash('hash1'), { revokedAt: 50 }, 'no request of the app gets in any more')
+    t.ok(await apps.appExists('app1'))
+    await sql`drop trigger refuse${db.dialect === 'sqlite' ? sql`` : sql` on users`}`.execute(kysely)
+    t.match(await apps.deleteApp('app1', 60), { users: 1, keys: 1 })
+    t.notOk(await apps.appExists('app1'))
   })
 
   t.test('a key and a user in one read: only a user of the key\'s app, none for a revoked key', async (t) => {

@@ -139,6 +139,26 @@ eachDatabase(t, (t, db) => {
     await t.rejects(users.getUser({ appId, userId: 'cy' }), { constructor: UserNotFoundError, code: 'user_not_found' })
   })
 
+  t.test('deleteApp: the app\'s keys fail from then on, its users are gone, another app keeps its own', async (t) => {
+    const users = await freshService(t, db, { clock: { now: () => 1_000 } })
+    const { appId, apiKey } = await users.createApp({ name: 'leaving' })
+    const other = await users.createApp({ name: 'other' })
+    await users.createUser({ appId, email: 'ada@example.com', userId: 'ada' })
+    const otherAda = await users.createUser({ appId: other.appId, email: 'ada@example.com', userId: 'ada' })
+    const snapshot = (await users.authenticate(apiKey, 'ada'))?.snapshot
+    t.same(await users.deleteApp({ appId }), { app: { appId, name: 'leaving', createdAt: 1_000 }, users: 1, keys: 1, storedResponses: 0 })
+    t.equal(await users.authenticate(apiKey), undefined, 'its key is refused')
+    t.same((await users.listApps()).map((a) => a.appId), [other.appId])
+    await t.rejects(users.getUser({ appId, userId: 'ada' }), { constructor: UserNotFoundError, code: 'user_not_found' })
+    await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: { name: 'late' }, snapshot }), { constructor: UserNotFoundError, code: 'user_not_found' },
+      'a request that read the user before answers 404')
+    await t.rejects(users.createUser({ appId, email: 'bob@example.com' }), { constructor: ValidationError, errors: [{ path: '/appId' }] }, 'one that creates a user, 400')
+    t.same(await users.getUser({ appId: other.appId, userId: 'ada' }), otherAda)
+    t.equal((await users.authenticate(other.apiKey))?.appId, other.appId)
+    await t.rejects(users.deleteApp({ appId }), { constructor: ValidationError, errors: [{ path: '/appId' }] }, 'no app the second time')
+    await t.rejects(users.deleteApp({ appId: 5 as unknown as string }), { constructor: ValidationError, errors: [{ path: '/appId' }] })
+  })
+
   t.test('a user read with the API key: of the key\'s app only, and only for a valid user_id', async (t) => {
     const users = await freshService(t, db)
     const a = await users.createApp({ name: 'a' })

@@ -8,7 +8,7 @@ export interface CliIo {
   err: (line: string) => void
 }
 
-type Service = Pick<UsersService, 'createApp' | 'listApps' | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'migrate' | 'getUser' | 'deleteUser'>
+type Service = Pick<UsersService, 'createApp' | 'listApps' | 'deleteApp' | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'migrate' | 'getUser' | 'deleteUser'>
 
 /** Positional arguments, their count already checked against `Verb.args`. */
 type Args = [string, string]
@@ -35,6 +35,7 @@ async function ofApp<T> (appId: string, result: Promise<T>): Promise<T> {
 }
 
 const iso = (ms: number | null): string => ms === null ? '-' : new Date(ms).toISOString()
+const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`
 
 const VERBS: Record<string, Verb> = {
   'apps create': {
@@ -55,6 +56,17 @@ const VERBS: Record<string, Verb> = {
       if (json) return io.out(JSON.stringify(apps.map((a) => ({ app_id: a.appId, name: a.name, created_at: a.createdAt }))))
       if (apps.length === 0) return io.out('No apps yet. Create one: apps create <name>')
       for (const a of apps) io.out(`${a.appId}  ${a.name}  (created ${iso(a.createdAt)})`)
+    }
+  },
+  'apps delete': {
+    usage: 'apps delete <app_id> [--json]',
+    summary: 'Delete an app with its users, its keys and the answers stored for its Idempotency-Keys. Its keys are revoked first; interrupted, run it again.',
+    args: 1,
+    async run (service, [appId], json, io) {
+      const { app, users, keys, storedResponses } = await ofApp(appId, service.deleteApp({ appId }))
+      io.out(json
+        ? JSON.stringify({ app_id: app.appId, name: app.name, users, keys, stored_responses: storedResponses, deleted: true })
+        : `Deleted app ${app.appId} (${app.name}): ${count(users, 'user')}, ${count(keys, 'key')}, ${count(storedResponses, 'stored response')}.`)
     }
   },
   'keys create': {

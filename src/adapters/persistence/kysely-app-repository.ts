@@ -1,4 +1,5 @@
 import type { App, AppRepository, NewKey, StoredKey } from '../../application/ports.js'
+import { DELETE_BATCH, deleteInBatches } from './batches.js'
 import { rowToUser, type UserRow } from './kysely-user-repository.js'
 import { sql, type Kysely } from './kysely.js'
 import { prepare } from './prepared.js'
@@ -72,6 +73,31 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>, dialect: 'sqlit
         .where('id', '=', keyId).where('revoked_at', 'is', null).executeTakeFirst()
       if (result.numUpdatedRows > 0n) return true
       return await db.selectFrom('api_keys').select('id').where('id', '=', keyId).executeTakeFirst() !== undefined
+    },
+
+    async deleteApp (appId, at) {
+      // Seldom run (an operator's act), so built here rather than compiled once.
+      const found = await db.selectFrom('apps').selectAll().where('id', '=', appId).executeTakeFirst()
+      if (found === undefined) return undefined
+      await db.updateTable('api_keys').set({ revoked_at: at }).where('app_id', '=', appId).where('revoked_at', 'is', null).execute()
+      const deleteUsers = (trx: Kysely<DatabaseSchema>, limit?: number) => trx.deleteFrom('users').where('klaim_id', 'in', (eb) => {
+        const ids = eb.selectFrom('users').select('klaim_id').where('app_id', '=', appId)
+        return limit === undefined ? ids : ids.limit(limit)
+      })
+      const deleteAnswers = (trx: Kysely<DatabaseSchema>, limit?: number) => trx.deleteFrom('idempotency_keys').where((eb) => {
+        const rows = eb.selectFrom('idempotency_keys').select(['scope', 'key'])
+          .where('scope', 'in', eb.selectFrom('api_keys').select('id').where('app_id', '=', appId))
+        return eb(eb.refTuple('scope', 'key'), 'in', (limit === undefined ? rows : rows.limit(limit)).$asTuple('scope', 'key'))
+      })
+      let users = await deleteInBatches(async () => await deleteUsers(db, DELETE_BATCH).executeTakeFirst())
+      let storedResponses = await deleteInBatches(async () => await deleteAnswers(db, DELETE_BATCH).executeTakeFirst())
+      return await db.transaction().execute(async (trx) => {
+        users += Number((await deleteUsers(trx).executeTakeFirst()).numDeletedRows)
+        storedResponses += Number((await deleteAnswers(trx).executeTakeFirst()).numDeletedRows)
+        const keys = Number((await trx.deleteFrom('api_keys').where('app_id', '=', appId).executeTakeFirst()).numDeletedRows)
+        await trx.deleteFrom('apps').where('id', '=', appId).execute()
+        return { app: { appId, name: found.name, createdAt: Number(found.created_at) }, users, keys, storedResponses }
+      })
     },
 
     async findKeyByHash (keyHash) {
