@@ -169,7 +169,8 @@ export interface AppRepository {
    * starts while the rest goes: the users and stored answers in batches (an app's million users
    * deleted in one statement would hold SQLite's write lock for seconds), then whatever requests
    * already under way wrote, the keys and the app in one transaction. Run again after an
-   * interruption, it finishes the work. Undefined when there is no such app.
+   * interruption, it finishes the work. Undefined when there is no such app, or when another
+   * deletion of it finished first.
    */
   deleteApp(appId: string, at: number): Promise<DeletedApp | undefined>
   /** The key stored under `keyHash`, revoked or not. */

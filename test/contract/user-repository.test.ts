@@ -250,6 +250,8 @@ eachDatabase(t, (t, db) => {
     await sql`drop trigger refuse${db.dialect === 'sqlite' ? sql`` : sql` on users`}`.execute(kysely)
     t.match(await apps.deleteApp('app1', 60), { users: 1, keys: 1 })
     t.notOk(await apps.appExists('app1'))
+    const both = await Promise.all([apps.deleteApp('app2', 70), apps.deleteApp('app2', 70)])
+    t.equal(both.filter((deleted) => deleted !== undefined).length, 1, 'of two deletions at once, one reports the app deleted')
   })
 
   t.test('a key and a user in one read: only a user of the key\'s app, none for a revoked key', async (t) => {

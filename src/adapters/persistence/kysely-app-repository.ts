@@ -95,8 +95,9 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>, dialect: 'sqlit
         users += Number((await deleteUsers(trx).executeTakeFirst()).numDeletedRows)
         storedResponses += Number((await deleteAnswers(trx).executeTakeFirst()).numDeletedRows)
         const keys = Number((await trx.deleteFrom('api_keys').where('app_id', '=', appId).executeTakeFirst()).numDeletedRows)
-        await trx.deleteFrom('apps').where('id', '=', appId).execute()
-        return { app: { appId, name: found.name, createdAt: Number(found.created_at) }, users, keys, storedResponses }
+        const apps = Number((await trx.deleteFrom('apps').where('id', '=', appId).executeTakeFirst()).numDeletedRows)
+        // None: another deletion of the same app finished first, and says so.
+        return apps === 0 ? undefined : { app: { appId, name: found.name, createdAt: Number(found.created_at) }, users, keys, storedResponses }
       })
     },
 
