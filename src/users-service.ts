@@ -1,6 +1,7 @@
 import { authenticate, createApiKey, createApp, createFirstApp, deleteApp, listApiKeys } from './application/apps.js'
 import { createUser } from './application/create-user.js'
 import { deleteUser } from './application/delete-user.js'
+import { exportUsers } from './application/export-users.js'
 import { getUser } from './application/get-user.js'
 import { idempotent } from './application/idempotency.js'
 import type { Clock, IdSource } from './application/ports.js'
@@ -35,6 +36,8 @@ export async function openUsersService (options: UsersServiceOptions) {
     updateUserProfile: updateUserProfile({ transactor, clock }),
     /** Erases a user (the CLI's `users delete`; not in the HTTP API). See the README's Operator CLI. */
     deleteUser: deleteUser({ users }),
+    /** Every user of an app, a page at a time (the CLI's `users export`). See the README's Operator CLI. */
+    exportUsers: exportUsers({ users, apps }),
     createApp: createApp(appDeps),
     /** The first start's app `default` with a key, unless an app exists (then undefined). */
     createFirstApp: createFirstApp(appDeps),

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
+import Database from 'better-sqlite3'
 import t, { type Test } from 'tap'
+import { seed } from '../scripts/bench-seed.mjs'
 
 // The compiled server and CLI as an operator runs them (`npm test` builds first).
 const ROOT = resolve(import.meta.dirname, '..')
@@ -88,4 +90,24 @@ t.test('cli: apps create prints exactly one JSON line; the key works; revoke hol
   const usage = await cli('apps', 'create').catch((e: { code: number, stderr: string }) => e)
   t.match(usage, { code: 2, stderr: /Usage/ })
   t.match((await cli('keys', 'revoke', '--help')).stdout, /Revoke a key/)
+})
+
+t.test('cli: users export stops quietly, exit 0, when its reader closes the pipe early', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'users.db')
+  const env = { ...process.env, DATABASE_URL: `sqlite:${file}` }
+  // Enough users that the export is still writing when the reader has gone.
+  await seed(env.DATABASE_URL, 5000)
+  const db = new Database(file, { readonly: true })
+  const { id } = db.prepare('select id from apps').get() as { id: string }
+  db.close()
+  const exporter = spawn(process.execPath, [CLI, 'users', 'export', id], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  exporter.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const first = await new Promise<string>((resolve) => createInterface({ input: exporter.stdout }).once('line', resolve))
+  t.match(JSON.parse(first), { userId: 'u0' })
+  exporter.stdout.destroy()
+  const code = await new Promise<number | null>((resolve) => exporter.once('exit', resolve))
+  t.equal(code, 0)
+  t.equal(stderr, '', 'no EPIPE stack trace')
 })

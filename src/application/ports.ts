@@ -35,6 +35,11 @@ export interface UserRepository {
    * returns it as it was; undefined when there is none. Its `user_id` and email are free at once.
    */
   deleteByUserId(appId: string, userId: string): Promise<User | undefined>
+  /**
+   * Up to `limit` users of `appId` in `user_id` order, those after `afterUserId` when given: one
+   * page of a listing, read on the (app_id, user_id) index. Each page is a read of its own.
+   */
+  listPage(appId: string, afterUserId: string | undefined, limit: number): Promise<User[]>
 }
 
 /** A response kept for an idempotency key: replayed as is. */

@@ -123,6 +123,20 @@ eachDatabase(t, (t, db) => {
     await t.rejects(users.update({ ...gone, name: 'late', version: 2 }, gone), { code: '40001' }, 'a write from a read before the delete is refused')
   })
 
+  t.test('users listed a page at a time, in user_id order, of their app only', async (t) => {
+    const { users } = await withApps(t)
+    const listed = ['b', 'a', 'c', 'e', 'd'].map((userId) => user({ userId, name: userId }))
+    for (const u of [...listed, user({ appId: 'app2', userId: 'a0' })]) await users.insert(u)
+    const byUserId = (a: User, b: User) => a.userId < b.userId ? -1 : 1
+    t.same(await users.listPage('app1', undefined, 2), listed.slice().sort(byUserId).slice(0, 2), 'the users read back exactly, as findByUserId has them')
+    t.same((await users.listPage('app1', 'b', 2)).map((u) => u.userId), ['c', 'd'])
+    t.same((await users.listPage('app1', 'd', 2)).map((u) => u.userId), ['e'])
+    t.same(await users.listPage('app1', 'e', 2), [])
+    t.same((await users.listPage('app1', 'a', 100)).map((u) => u.userId), ['b', 'c', 'd', 'e'])
+    t.same((await users.listPage('app2', undefined, 100)).map((u) => u.userId), ['a0'])
+    t.same(await users.listPage('nope', undefined, 100), [])
+  })
+
   t.test('a failed transaction leaves nothing behind', async (t) => {
     const { users, transactor } = await withApps(t)
     const kept = user()

@@ -103,7 +103,8 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.teardown(async () => await service.close())
   const out: string[] = []
   const err: string[] = []
-  const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) }
+  let drains = 0
+  const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l), drain: async () => { drains++ } }
   const cli = async (...argv: string[]) => {
     out.length = 0
     err.length = 0
@@ -146,9 +147,15 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.equal(await cli('users', 'delete', appId, 'a'), 1, 'a missing user fails')
   t.match(err[0], /Can not find user/)
   t.equal(await cli('users', 'get', appId, 'b'), 1)
+  for (const userId of ['b', 'a']) await service.createUser({ appId, email: `${userId}@example.com`, userId })
+  t.equal(await cli('users', 'export', appId), 0)
+  t.same(out.map((line) => JSON.parse(line).userId), ['a', 'b'], 'one JSON line a user')
+  t.equal(drains, 2, 'waiting for the output to take each line')
+  t.equal(await cli('users', 'export', 'app_none'), 1)
+  t.equal(err[0], 'No app app_none. See the apps: apps list')
   await service.createUser({ appId, email: 'c@example.com', userId: 'c' })
   t.equal(await cli('apps', 'delete', appId), 0)
-  t.equal(out[0], `Deleted app ${appId} (shop): 1 user, 2 keys, 0 stored responses.`)
+  t.equal(out[0], `Deleted app ${appId} (shop): 3 users, 2 keys, 0 stored responses.`)
   t.equal(await cli('apps', 'delete', appId), 1, 'an app deleted already is no app')
   t.equal(err[0], `No app ${appId}. See the apps: apps list`)
   const other = await service.createApp({ name: 'other' })

@@ -2,7 +2,10 @@ import t from 'tap'
 import { EmailTakenError, PreconditionFailedError, UserIdTakenError, UserNotFoundError, ValidationError } from '../../src/index.js'
 import type { UnitOfWork } from '../../src/application/ports.js'
 import { eachDatabase } from '../helpers/databases.js'
-import { freshService } from '../helpers/fixtures.js'
+import { freshPersistence, freshService } from '../helpers/fixtures.js'
+import { sampleUser } from '../helpers/users.js'
+import { exportUsers } from '../../src/application/export-users.js'
+import { toProfile, type User, type UserProfile } from '../../src/domain/user.js'
 
 eachDatabase(t, (t, db) => {
   t.test('in-process use cases speak camelCase and return plain users with their etag', async (t) => {
@@ -137,6 +140,27 @@ eachDatabase(t, (t, db) => {
     await t.rejects(users.idempotent(request, work, notFound), { constructor: UserNotFoundError, code: 'user_not_found' })
     t.match(await users.idempotent(request, work, notFound), { response: { status: 404, body: 'gone' }, replayed: true })
     await t.rejects(users.getUser({ appId, userId: 'cy' }), { constructor: UserNotFoundError, code: 'user_not_found' })
+  })
+
+  t.test('exportUsers: every user of the app, in user_id order, however many pages', async (t) => {
+    const persistence = await freshPersistence(t, db)
+    const { apps, users } = persistence
+    for (const appId of ['app1', 'app2']) await apps.insertApp({ appId, name: appId, createdAt: 1 })
+    const ids = ['u3', 'u1', 'u5', 'u2', 'u4', 'u6']
+    for (const [i, userId] of ids.entries()) await users.insert(sampleUser({ appId: 'app1', klaimId: `k${i}`, userId, email: `${userId}@example.com` }))
+    await users.insert(sampleUser({ appId: 'app2', klaimId: 'other', userId: 'u0', email: 'u0@example.com' }))
+    const all = async (appId: string, pageSize: number) => {
+      const listed: UserProfile[] = []
+      for await (const user of exportUsers({ users, apps }, pageSize)({ appId })) listed.push(user)
+      return listed
+    }
+    const two = await all('app1', 2)
+    t.same(two.map((u) => u.userId), ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'], 'pages of 2: three full ones, then an empty one')
+    t.same(two[0], toProfile((await users.findByUserId('app1', 'u1')) as User), 'each user as getUser returns it')
+    t.same((await all('app1', 4)).map((u) => u.userId), ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'], 'a short last page')
+    t.same((await all('app2', 1000)).map((u) => u.userId), ['u0'])
+    await t.rejects(all('nope', 2), { constructor: ValidationError, errors: [{ path: '/appId' }] }, 'an unknown app is not an app without users')
+    await t.rejects(all(5 as unknown as string, 2), { constructor: ValidationError, errors: [{ path: '/appId' }] })
   })
 
   t.test('deleteApp: the app\'s keys fail from then on, its users are gone, another app keeps its own', async (t) => {

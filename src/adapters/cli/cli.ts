@@ -6,9 +6,11 @@ import { BackupRefused, backupSqliteFile } from '../persistence/sqlite-backup.js
 export interface CliIo {
   out: (line: string) => void
   err: (line: string) => void
+  /** Resolves once the output has taken what was written (a reader that lags catches up). */
+  drain?: () => Promise<void>
 }
 
-type Service = Pick<UsersService, 'createApp' | 'listApps' | 'deleteApp' | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'migrate' | 'getUser' | 'deleteUser'>
+type Service = Pick<UsersService, 'createApp' | 'listApps' | 'deleteApp' | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'migrate' | 'getUser' | 'deleteUser' | 'exportUsers'>
 
 /** Positional arguments, their count already checked against `Verb.args`. */
 type Args = [string, string]
@@ -136,6 +138,19 @@ const VERBS: Record<string, Verb> = {
     async run (service, [appId, userId], json, io) {
       const user = await service.getUser({ appId, userId })
       io.out(json ? JSON.stringify(user) : JSON.stringify(user, null, 2))
+    }
+  },
+  'users export': {
+    usage: 'users export <app_id>',
+    summary: 'Print every user of an app, one JSON line each (as users get --json), in user_id order.',
+    args: 1,
+    async run (service, [appId], _json, io) {
+      await ofApp(appId, (async () => {
+        for await (const user of service.exportUsers({ appId })) {
+          io.out(JSON.stringify(user))
+          await io.drain?.()
+        }
+      })())
     }
   },
   'users delete': {

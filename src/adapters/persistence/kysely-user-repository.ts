@@ -154,6 +154,13 @@ export function kyselyUserRepository (db: Kysely<DatabaseSchema>, queries: UserQ
       const row = await db.deleteFrom('users').where('app_id', '=', appId).where('user_id', '=', userId)
         .returning(USER_COLUMNS).executeTakeFirst()
       return row === undefined ? undefined : rowToUser(row)
+    },
+
+    async listPage (appId, afterUserId, limit) {
+      // Seldom run (an operator's export), so built here rather than compiled once.
+      const app = db.selectFrom('users').select(USER_COLUMNS).where('app_id', '=', appId)
+      const rows = await (afterUserId === undefined ? app : app.where('user_id', '>', afterUserId)).orderBy('user_id').limit(limit).execute()
+      return rows.map(rowToUser)
     }
   }
 }
