@@ -34,8 +34,8 @@ export async function openUsersService (options: UsersServiceOptions) {
     createUser: createUser({ transactor, clock, ids }),
     getUser: getUser({ users }),
     updateUserProfile: updateUserProfile({ transactor, clock }),
-    /** Erases a user (the CLI's `users delete`; not in the HTTP API). See the README's Operator CLI. */
-    deleteUser: deleteUser({ users }),
+    /** Erases a user and the stored answers that carry it (the CLI's `users delete`; not in the HTTP API). See the README's Operator CLI. */
+    deleteUser: deleteUser({ users, apps, idempotency }),
     /** Every user of an app, a page at a time (the CLI's `users export`). See the README's Operator CLI. */
     exportUsers: exportUsers({ users, apps }),
     createApp: createApp(appDeps),

@@ -76,6 +76,12 @@ export interface IdempotencyStore {
   release(scope: string, key: string, lockedUntil: number): Promise<void>
   /** Deletes expired keys; returns how many. */
   purgeExpired(now: number): Promise<number>
+  /**
+   * Deletes the answers stored under `scopes` whose body holds `text` (case and all), and
+   * returns how many: an erased user's, found by its `klaim_id`. The bodies are searched inside
+   * the database, a batch of keys at a time with a pause after each.
+   */
+  deleteAnswersHolding(scopes: string[], text: string): Promise<number>
 }
 
 /**

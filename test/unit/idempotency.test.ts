@@ -101,4 +101,25 @@ eachDatabase(t, (t, db) => {
     t.same((await kysely.selectFrom('idempotency_keys').select('key').orderBy('key').execute()).map((r) => r.key), ['k-1', 'k-2', 'k-3'], 'the live keys stay')
     t.equal(await store.purgeExpired(now), 0)
   })
+
+  t.test('the answers holding a text are deleted under the given scopes only, case and all, batch by batch', async (t) => {
+    const { db: kysely, idempotency: store } = await freshPersistence(t, db)
+    const klaimId = '1700000000000_aB_c%'
+    const row = (scope: string, key: string, body: string | null) => ({ scope, key, fingerprint: 'f', status: body === null ? null : 200, body, headers: body === null ? null : '{}', locked_until: 0, expires_at: 9e12 })
+    const holding = `{"klaim_id":"${klaimId}","name":"Ada"}`
+    // More than two batches of keys in one scope, a few of them holding the text.
+    const many = Array.from({ length: 2500 }, (_, i) => row('k1', `key-${String(i).padStart(4, '0')}`, i % 1000 === 7 ? holding : '{"klaim_id":"other"}'))
+    const rows = [...many,
+      row('k2', 'a', holding), row('k2', 'b', holding.toUpperCase()), row('k2', 'c', holding.replace('aB', 'ab')), row('k2', 'd', null),
+      row('other-app', 'a', holding)]
+    for (let i = 0; i < rows.length; i += 500) await kysely.insertInto('idempotency_keys').values(rows.slice(i, i + 500)).execute()
+
+    t.equal(await store.deleteAnswersHolding(['k1', 'k2', 'no-answers'], klaimId), 4)
+    const left = await kysely.selectFrom('idempotency_keys').select(['scope', 'key']).where('scope', '!=', 'k1').where('status', 'is not', null).orderBy('scope').orderBy('key').execute()
+    t.same(left, [{ scope: 'k2', key: 'b' }, { scope: 'k2', key: 'c' }, { scope: 'other-app', key: 'a' }], 'another case, another text and another scope stay')
+    t.equal((await kysely.selectFrom('idempotency_keys').select('key').where('scope', '=', 'k1').execute()).length, 2497, 'the rest of the scope stays')
+    t.match(await store.find('k2', 'd'), { response: undefined }, 'a claim not answered yet stays')
+    t.equal(await store.deleteAnswersHolding(['k1', 'k2'], klaimId), 0)
+    t.equal(await store.deleteAnswersHolding([], klaimId), 0)
+  })
 })

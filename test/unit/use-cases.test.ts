@@ -115,7 +115,7 @@ eachDatabase(t, (t, db) => {
     const snapshot = (await users.authenticate(apiKey, 'ada'))?.snapshot
     await t.rejects(users.deleteUser({ appId, userId: ' ada' }), { constructor: ValidationError, errors: [{ path: '/userId' }] })
     await t.rejects(users.deleteUser({ appId: 5 as unknown as string, userId: 'ada' }), { constructor: UserNotFoundError, code: 'user_not_found' }, 'a non-string appId names no app')
-    t.same(await users.deleteUser({ appId, userId: 'ada' }), ada, 'the user as it was')
+    t.same(await users.deleteUser({ appId, userId: 'ada' }), { user: ada, storedResponses: 0 }, 'the user as it was')
     await t.rejects(users.deleteUser({ appId, userId: 'ada' }), { constructor: UserNotFoundError, code: 'user_not_found' })
     await t.rejects(users.getUser({ appId, userId: 'ada' }), { constructor: UserNotFoundError, code: 'user_not_found' })
     await t.rejects(users.updateUserProfile({ appId, userId: 'ada', changes: { name: 'late' }, snapshot }), { constructor: UserNotFoundError, code: 'user_not_found' },
@@ -140,6 +140,31 @@ eachDatabase(t, (t, db) => {
     await t.rejects(users.idempotent(request, work, notFound), { constructor: UserNotFoundError, code: 'user_not_found' })
     t.match(await users.idempotent(request, work, notFound), { response: { status: 404, body: 'gone' }, replayed: true })
     await t.rejects(users.getUser({ appId, userId: 'cy' }), { constructor: UserNotFoundError, code: 'user_not_found' })
+  })
+
+  t.test('deleteUser also deletes the answers stored under the app\'s keys that carry the user, whatever its user_id was', async (t) => {
+    const users = await freshService(t, db)
+    const { appId, apiKey } = await users.createApp({ name: 'app' })
+    const second = await users.createApiKey({ appId })
+    const other = await users.createApp({ name: 'other' })
+    const keyId = async (key: string) => (await users.authenticate(key))?.keyId ?? ''
+    const [first, secondId, otherId] = [await keyId(apiKey), second.keyId, await keyId(other.apiKey)]
+    // Answers as the HTTP routes store them: the user's JSON, under the API key's id.
+    const store = async (scope: string, key: string, work: (uow: UnitOfWork) => Promise<unknown>) =>
+      await users.idempotent({ scope, key, fingerprint: key }, async (uow) => ({ status: 200, body: JSON.stringify(await work(uow)), headers: {} }), () => undefined)
+    await store(first, 'create', async (uow) => await users.createUser({ appId, email: 'ada@example.com', userId: 'ada' }, uow))
+    await store(secondId, 'rename', async (uow) => await users.updateUserProfile({ appId, userId: 'ada', changes: { userId: 'lovelace' } }, uow))
+    await store(first, 'bob', async (uow) => await users.createUser({ appId, email: 'bob@example.com', userId: 'bob' }, uow))
+    await store(otherId, 'ada', async (uow) => await users.createUser({ appId: other.appId, email: 'ada@example.com', userId: 'ada' }, uow))
+    await users.revokeApiKey({ keyId: secondId })
+
+    const { storedResponses } = await users.deleteUser({ appId, userId: 'lovelace' })
+    t.equal(storedResponses, 2, 'the create and the rename, the latter under a key revoked since')
+    const replay = async (scope: string, key: string) => (await store(scope, key, async () => ({ ran: true }))).replayed
+    t.notOk(await replay(first, 'create'), 'a retry of the create runs again')
+    t.notOk(await replay(secondId, 'rename'))
+    t.ok(await replay(first, 'bob'), 'another user\'s answer stays')
+    t.ok(await replay(otherId, 'ada'), 'and another app\'s')
   })
 
   t.test('exportUsers: every user of the app, in user_id order, however many pages', async (t) => {

@@ -155,13 +155,13 @@ const VERBS: Record<string, Verb> = {
   },
   'users delete': {
     usage: 'users delete <app_id> <user_id> [--json]',
-    summary: 'Erase one user of an app: its row is deleted at once; answers stored for Idempotency-Keys expire within 24 hours.',
+    summary: 'Erase one user of an app, and the answers stored for Idempotency-Keys that carry it.',
     args: 2,
     async run (service, [appId, userId], json, io) {
-      const user = await service.deleteUser({ appId, userId })
+      const { user, storedResponses } = await service.deleteUser({ appId, userId })
       io.out(json
-        ? JSON.stringify({ app_id: appId, user_id: user.userId, klaim_id: user.klaimId, deleted: true })
-        : `Deleted user ${user.userId} (klaim_id ${user.klaimId}) of ${appId}.`)
+        ? JSON.stringify({ app_id: appId, user_id: user.userId, klaim_id: user.klaimId, stored_responses: storedResponses, deleted: true })
+        : `Deleted user ${user.userId} (klaim_id ${user.klaimId}) of ${appId}, and ${count(storedResponses, 'stored response')}.`)
     }
   }
 }

@@ -20,6 +20,11 @@ export async function deleteInBatches (deleteBatch: () => Promise<{ numDeletedRo
     const batch = Number((await deleteBatch()).numDeletedRows)
     deleted += batch
     if (batch < DELETE_BATCH) return deleted
-    await new Promise((resolve) => setTimeout(resolve, performance.now() - started))
+    await pauseSince(started)
   }
+}
+
+/** Waits as long as has passed since `started` (a `performance.now()`): see `deleteInBatches`. */
+export async function pauseSince (started: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, performance.now() - started))
 }

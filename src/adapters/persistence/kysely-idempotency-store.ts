@@ -1,6 +1,8 @@
 import type { Kysely, Selectable } from 'kysely'
 import type { IdempotencyRecord, IdempotencyStore } from '../../application/ports.js'
-import { deleteInBatches, DELETE_BATCH } from './batches.js'
+import { deleteInBatches, DELETE_BATCH, pauseSince } from './batches.js'
+import type { DialectName } from './database-url.js'
+import { sql } from './kysely.js'
 import { prepare } from './prepared.js'
 import type { DatabaseSchema, IdempotencyKeysTable } from './schema.js'
 
@@ -21,9 +23,11 @@ const COLUMNS = ['scope', 'key', 'fingerprint', 'status', 'body', 'headers', 'lo
  * The statements every keyed request runs, compiled once per database (see `prepare`); the
  * parameters of each follow its placeholders. Columns are named, not `*`, as in the users' queries.
  */
-export function compileIdempotencyQueries (db: Kysely<DatabaseSchema>) {
+export function compileIdempotencyQueries (db: Kysely<DatabaseSchema>, dialect: DialectName) {
   const byKey = db.selectFrom('idempotency_keys').where('scope', '=', '').where('key', '=', '')
   return {
+    /** The condition that `body` holds `text`, case and all (SQLite's LIKE ignores ASCII case). */
+    bodyHolds: (text: string) => dialect === 'postgres' ? sql<boolean>`strpos(body, ${text}) > 0` : sql<boolean>`instr(body, ${text}) > 0`,
     /** [scope, key, fingerprint, locked_until, expires_at] */
     claim: prepare(db.insertInto('idempotency_keys')
       .values({ scope: '', key: '', fingerprint: '', locked_until: 0, expires_at: 0 })
@@ -75,6 +79,28 @@ export function kyselyIdempotencyStore (db: Kysely<DatabaseSchema>, queries: Ide
 
     async release (scope, key, lockedUntil) {
       await queries.release(db, [scope, key, lockedUntil])
+    },
+
+    async deleteAnswersHolding (scopes, text) {
+      let deleted = 0
+      for (const scope of scopes) {
+        // Key by key in the primary key's order: a window of keys, then a DELETE within it.
+        let after = ''
+        for (;;) {
+          const started = performance.now()
+          const window = await db.selectFrom('idempotency_keys').select('key').where('scope', '=', scope).where('key', '>', after)
+            .orderBy('key').limit(DELETE_BATCH).execute()
+          const last = window.at(-1)?.key
+          if (last === undefined) break
+          const result = await db.deleteFrom('idempotency_keys').where('scope', '=', scope).where('key', '>', after).where('key', '<=', last)
+            .where(queries.bodyHolds(text)).executeTakeFirst()
+          deleted += Number(result.numDeletedRows)
+          if (window.length < DELETE_BATCH) break
+          after = last
+          await pauseSince(started)
+        }
+      }
+      return deleted
     },
 
     async purgeExpired (now) {

@@ -72,7 +72,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     })
     : await sqliteWithClose(location.filename, sqliteOptions)
   const dialect = location.dialect
-  const queries = { users: compileUserQueries(db, dialect), idempotency: compileIdempotencyQueries(db) }
+  const queries = { users: compileUserQueries(db, dialect), idempotency: compileIdempotencyQueries(db, dialect) }
   const persistence: Persistence = {
     location,
     db,
