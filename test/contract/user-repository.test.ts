@@ -268,6 +268,28 @@ eachDatabase(t, (t, db) => {
     t.equal(both.filter((deleted) => deleted !== undefined).length, 1, 'of two deletions at once, one reports the app deleted')
   })
 
+  if (db.dialect === 'postgres') {
+    t.test('an app\'s deletion waits for a user being created in it, and deletes that one too', async (t) => {
+      const { apps, db: kysely } = await withApps(t)
+      // A row as a request's INSERT writes it, sent here on a transaction of the test's own.
+      const row = (userId: string) => ({ klaim_id: `k-${userId}`, app_id: 'app1', user_id: userId, email: `${userId}@example.com`, email_key: `${userId}@example.com`, metadata: '{}', credit_balance: 0, acquisition_source: 'api', created_at: 1, updated_at: 1 })
+      let deletion: Promise<unknown> | undefined
+      // A request past its key check, inserting a user of the app while the deletion runs: it
+      // commits once the deletion waits for it (on the app's row, which its foreign key locks).
+      await kysely.transaction().execute(async (trx) => {
+        await trx.insertInto('users').values(row('late')).execute()
+        deletion = apps.deleteApp('app1', 50)
+        for (;;) {
+          const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`.execute(kysely)
+          if (rows[0]?.n === 1) break
+        }
+      })
+      t.match(await deletion, { users: 1 }, 'the late user is deleted with the app, no foreign key error')
+      t.notOk(await apps.appExists('app1'))
+      await t.rejects(kysely.insertInto('users').values(row('later')).execute(), { code: '23503' }, 'a later one finds no app')
+    })
+  }
+
   t.test('a key and a user in one read: only a user of the key\'s app, none for a revoked key', async (t) => {
     const { apps, users } = await withApps(t)
     await apps.insertKey({ key: { keyId: 'k1', appId: 'app1', prefix: 'klaim_sk_abc', createdAt: 5, revokedAt: null }, keyHash: 'hash1' })

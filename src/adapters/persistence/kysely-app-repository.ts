@@ -92,6 +92,11 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>, dialect: 'sqlit
       let users = await deleteInBatches(async () => await deleteUsers(db, DELETE_BATCH).executeTakeFirst())
       let storedResponses = await deleteInBatches(async () => await deleteAnswers(db, DELETE_BATCH).executeTakeFirst())
       return await db.transaction().execute(async (trx) => {
+        // PostgreSQL: a request already past its key check may be inserting a user of the app,
+        // whose foreign key holds a share lock on the app's row until it commits. Waiting for
+        // that lock here lets it commit first, so the deletes below see its user and answer, and
+        // then holds off any later one (it fails: no app). SQLite's transactions are one at a time.
+        if (dialect === 'postgres') await trx.selectFrom('apps').select('id').where('id', '=', appId).forUpdate().execute()
         users += Number((await deleteUsers(trx).executeTakeFirst()).numDeletedRows)
         storedResponses += Number((await deleteAnswers(trx).executeTakeFirst()).numDeletedRows)
         const keys = Number((await trx.deleteFrom('api_keys').where('app_id', '=', appId).executeTakeFirst()).numDeletedRows)
