@@ -1,6 +1,9 @@
 import t from 'tap'
+import { buildHttpApp } from '../../src/adapters/http/app.js'
+import type { CreateUserCommand } from '../../src/application/create-user.js'
+import type { UnitOfWork } from '../../src/application/ports.js'
 import { eachDatabase } from '../helpers/databases.js'
-import { freshClient } from '../helpers/fixtures.js'
+import { clientFor, freshClient, freshService } from '../helpers/fixtures.js'
 
 const KLAIM_ID = /^\d{13}_[A-Za-z0-9]{5}$/
 
@@ -32,6 +35,28 @@ eachDatabase(t, (t, db) => {
     t.equal(clash.statusCode, 400)
     t.same(clash.json(), { message: 'The request is invalid.', code: 'validation_failed', errors: [{ path: '/userId', message: 'must equal user_id when both are sent' }] })
     t.equal((await client.createUser({ email: 'e@example.com', metadata: null })).json().metadata.constructor, Object, 'metadata null is {}')
+  })
+
+  t.test('401 for a create whose app is deleted after its key was checked (apps delete meanwhile)', async (t) => {
+    const service = await freshService(t, db)
+    // The deletion lands between the key's check and the insert (once: a keyed create may run again).
+    const deleted = new Set<string>()
+    const racing = {
+      ...service,
+      createUser: async (command: CreateUserCommand, uow?: UnitOfWork) => {
+        if (!deleted.has(command.appId)) { deleted.add(command.appId); await service.deleteApp({ appId: command.appId }) }
+        return await service.createUser(command, uow)
+      }
+    }
+    const app = await buildHttpApp({ service: racing })
+    t.teardown(async () => await app.close())
+    for (const headers of [{}, { 'idempotency-key': 'k1' }]) {
+      const { appId, apiKey } = await service.createApp({ name: 'leaving' })
+      const res = await clientFor(app, service, appId, apiKey).request({ method: 'POST', url: '/users', payload: { email: 'ada@example.com' }, headers })
+      t.equal(res.statusCode, 401, 'not a 400 naming an appId the client never sent')
+      t.same(res.json(), { message: 'Missing or invalid API key.', code: 'unauthorized' })
+      t.equal(res.headers['www-authenticate'], 'Bearer')
+    }
   })
 
   t.test('400: email missing says "missing required fields" and lists the rest', async (t) => {

@@ -1,12 +1,12 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { PreconditionFailedError } from '../../domain/errors.js'
+import { PreconditionFailedError, ValidationError } from '../../domain/errors.js'
 import { ifMatchAllows, ifNoneMatchAllows, parseIfMatch, parseIfNoneMatch, type IfMatch, type IfNoneMatch } from '../../domain/if-match.js'
 import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
 import { idempotentWrites } from './idempotent-writes.js'
 import { registerJsonBody } from './json-body.js'
-import { invalidRequest } from './problems.js'
+import { invalidRequest, unauthorized } from './problems.js'
 import { registerRequestChecks, type RequestCheckOptions } from './request-checks.js'
 import { CREATE_RESPONSES, GET_RESPONSES, READ_RESPONSES, UPDATE_RESPONSES, USER_CACHE_CONTROL, userResource } from './responses.js'
 import { CreateUserBody, EmptyBody, IdempotencyHeaders, NoQuery, ReadHeaders, UpdateHeaders, UpdateUserBody, UserParams } from './schemas.js'
@@ -53,7 +53,10 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
       throw invalidRequest([{ path: '/userId', message: 'must equal user_id when both are sent' }])
     }
     return await write(request, reply, '/users', async (uow) => {
-      const user = await service.createUser({ appId: request.appId, ...fields, userId: snake ?? camel }, uow)
+      const user = await service.createUser({ appId: request.appId, ...fields, userId: snake ?? camel }, uow).catch((error: unknown) => {
+        // The key's app was deleted since the key was checked (`apps delete`): the key is no more.
+        throw error instanceof ValidationError && error.errors.some((e) => e.path === '/appId') ? unauthorized() : error
+      })
       const location = `${fastify.prefix}/users/${encodeURIComponent(user.userId)}`
       return { status: 201, body: JSON.stringify(userResource('resource created successfully', user)), headers: { etag: user.etag, location } }
     })
