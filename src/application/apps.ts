@@ -60,6 +60,9 @@ export function createFirstApp (deps: AppDeps) {
 /** The `ValidationError` for an `appId` that names no app, where one is created or changed. */
 export const unknownApp = (): ValidationError => new ValidationError([{ path: '/appId', message: 'is not a known app' }])
 
+/** Whether `error` is `unknownApp()`'s: an adapter answers it in its own words (the CLI), or as a gone key (HTTP). */
+export const isUnknownApp = (error: unknown): boolean => error instanceof ValidationError && error.errors.some((e) => e.path === '/appId')
+
 /** Adds an API key to an existing app. Throws `ValidationError` for an unknown app. */
 export function createApiKey (deps: AppDeps) {
   return async function ({ appId }: { appId: string }): Promise<CreatedKey> {

@@ -1,5 +1,6 @@
 import type { UsersService } from '../../users-service.js'
-import { UsersError, ValidationError } from '../../domain/errors.js'
+import { isUnknownApp } from '../../application/apps.js'
+import { UsersError } from '../../domain/errors.js'
 import { parseDatabaseUrl } from '../persistence/database-url.js'
 import { BackupRefused, backupSqliteFile } from '../persistence/sqlite-backup.js'
 
@@ -29,9 +30,7 @@ async function ofApp<T> (appId: string, result: Promise<T>): Promise<T> {
   try {
     return await result
   } catch (error) {
-    if (error instanceof ValidationError && error.errors.some((e) => e.path === '/appId')) {
-      throw new CliError(`No app ${appId}. See the apps: apps list`)
-    }
+    if (isUnknownApp(error)) throw new CliError(`No app ${appId}. See the apps: apps list`)
     throw error
   }
 }

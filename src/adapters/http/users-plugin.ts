@@ -1,6 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import { PreconditionFailedError, ValidationError } from '../../domain/errors.js'
+import { isUnknownApp } from '../../application/apps.js'
+import { PreconditionFailedError } from '../../domain/errors.js'
 import { ifMatchAllows, ifNoneMatchAllows, parseIfMatch, parseIfNoneMatch, type IfMatch, type IfNoneMatch } from '../../domain/if-match.js'
 import type { UsersService } from '../../users-service.js'
 import { sendProblem } from './error-handler.js'
@@ -55,7 +56,7 @@ export const usersHttpPlugin: FastifyPluginAsync<UsersHttpOptions> = async (inst
     return await write(request, reply, '/users', async (uow) => {
       const user = await service.createUser({ appId: request.appId, ...fields, userId: snake ?? camel }, uow).catch((error: unknown) => {
         // The key's app was deleted since the key was checked (`apps delete`): the key is no more.
-        throw error instanceof ValidationError && error.errors.some((e) => e.path === '/appId') ? unauthorized() : error
+        throw isUnknownApp(error) ? unauthorized() : error
       })
       const location = `${fastify.prefix}/users/${encodeURIComponent(user.userId)}`
       return { status: 201, body: JSON.stringify(userResource('resource created successfully', user)), headers: { etag: user.etag, location } }

@@ -22,6 +22,7 @@ const COLUMNS = ['scope', 'key', 'fingerprint', 'status', 'body', 'headers', 'lo
 /**
  * The statements every keyed request runs, compiled once per database (see `prepare`); the
  * parameters of each follow its placeholders. Columns are named, not `*`, as in the users' queries.
+ * With them, `bodyHolds`, the one condition whose SQL depends on the dialect (an erasure's).
  */
 export function compileIdempotencyQueries (db: Kysely<DatabaseSchema>, dialect: DialectName) {
   const byKey = db.selectFrom('idempotency_keys').where('scope', '=', '').where('key', '=', '')
