@@ -8,7 +8,7 @@ export {
 } from './domain/errors.js'
 export type { UserProfile, JsonObject, JsonValue, AcquisitionSource, User } from './domain/user.js'
 export type { ProfileChanges } from './domain/profile-rules.js'
-export type { UserRepository, UnitOfWork, Transactor, AppRepository, DeletedApp, StoredKey, UserSnapshot, Clock, IdSource } from './application/ports.js'
+export type { UserRepository, UnitOfWork, Transactor, ReadSnapshot, AppRepository, DeletedApp, StoredKey, UserSnapshot, Clock, IdSource } from './application/ports.js'
 export type { UpdateUserProfileCommand } from './application/update-user-profile.js'
 export type { CreateUserCommand } from './application/create-user.js'
 export type { DeletedUser } from './application/delete-user.js'

@@ -36,8 +36,8 @@ export async function openUsersService (options: UsersServiceOptions) {
     updateUserProfile: updateUserProfile({ transactor, clock }),
     /** Erases a user and the stored answers that carry it (the CLI's `users delete`; not in the HTTP API). See the README's Operator CLI. */
     deleteUser: deleteUser({ users, apps, idempotency }),
-    /** Every user of an app, a page at a time (the CLI's `users export`). See the README's Operator CLI. */
-    exportUsers: exportUsers({ users, apps }),
+    /** Every user of an app as of one moment, a page at a time (the CLI's `users export`). See the README's Operator CLI. */
+    exportUsers: exportUsers({ apps, transactor }),
     createApp: createApp(appDeps),
     /** The first start's app `default` with a key, unless an app exists (then undefined). */
     createFirstApp: createFirstApp(appDeps),

@@ -1,25 +1,32 @@
 import { toProfile, type UserProfile } from '../domain/user.js'
 import { unknownApp } from './apps.js'
-import type { AppRepository, UserRepository } from './ports.js'
+import type { AppRepository, Transactor } from './ports.js'
 
 /** Users are read this many at a time. */
 export const EXPORT_PAGE = 1000
 
 /**
- * Every user of an app, in `user_id` order, read a page at a time (an operator's export, the
- * CLI's `users export`); memory stays at one page however many users the app has. The pages are
- * separate reads, not one snapshot: a user renamed while the export runs can be missed or listed
- * twice. Throws `ValidationError` for an unknown app (at the first step of the iteration).
+ * Every user of an app, in `user_id` order, as they all were when the export began (one read
+ * snapshot: a user renamed, created or deleted while it runs is listed as before, or not at all),
+ * read a page at a time (an operator's export, the CLI's `users export`); memory stays at one
+ * page however many users the app has. Writes go on meanwhile. The snapshot ends with the
+ * iteration: run it to its end, or stop it with `break` or `return()`. Throws `ValidationError`
+ * for an unknown app (at the first step of the iteration).
  */
-export function exportUsers ({ users, apps }: { users: UserRepository, apps: Pick<AppRepository, 'appExists'> }, pageSize = EXPORT_PAGE) {
+export function exportUsers ({ apps, transactor }: { apps: Pick<AppRepository, 'appExists'>, transactor: Pick<Transactor, 'readSnapshot'> }, pageSize = EXPORT_PAGE) {
   return async function * ({ appId }: { appId: string }): AsyncGenerator<UserProfile, void, undefined> {
     if (typeof appId !== 'string' || !await apps.appExists(appId)) throw unknownApp()
-    let after: string | undefined
-    for (;;) {
-      const page = await users.listPage(appId, after, pageSize)
-      for (const user of page) yield toProfile(user)
-      if (page.length < pageSize) return
-      after = page[page.length - 1]?.userId
+    const { users, close } = await transactor.readSnapshot()
+    try {
+      let after: string | undefined
+      for (;;) {
+        const page = await users.listPage(appId, after, pageSize)
+        for (const user of page) yield toProfile(user)
+        if (page.length < pageSize) return
+        after = page[page.length - 1]?.userId
+      }
+    } finally {
+      await close()
     }
   }
 }

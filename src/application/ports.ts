@@ -37,9 +37,20 @@ export interface UserRepository {
   deleteByUserId(appId: string, userId: string): Promise<User | undefined>
   /**
    * Up to `limit` users of `appId` in `user_id` order, those after `afterUserId` when given: one
-   * page of a listing, read on the (app_id, user_id) index. Each page is a read of its own.
+   * page of a listing, read on the (app_id, user_id) index. Each page is a read of its own, unless
+   * made through a `ReadSnapshot`.
    */
   listPage(appId: string, afterUserId: string | undefined, limit: number): Promise<User[]>
+}
+
+/**
+ * Reads that all see the database as it was at one moment, that of the first: what is written
+ * meanwhile, they do not see. Holds a connection (and, on PostgreSQL, the oldest rows' versions)
+ * until `close`, which must follow.
+ */
+export interface ReadSnapshot {
+  users: Pick<UserRepository, 'listPage'>
+  close(): Promise<void>
 }
 
 /** A response kept for an idempotency key: replayed as is. */
@@ -135,6 +146,11 @@ export interface Transactor {
    * Optional: a transactor without it serves such work with `transaction`.
    */
   guardedTransaction?<T>(work: (uow: UnitOfWork) => Promise<T>): Promise<T>
+  /**
+   * Opens a read-only snapshot for reads that must agree with each other however long they take
+   * (an export); writes go on meanwhile, unblocked.
+   */
+  readSnapshot(): Promise<ReadSnapshot>
 }
 
 export interface App {

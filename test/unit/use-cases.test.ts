@@ -3,6 +3,8 @@ import { EmailTakenError, PreconditionFailedError, UserIdTakenError, UserNotFoun
 import type { UnitOfWork } from '../../src/application/ports.js'
 import { eachDatabase } from '../helpers/databases.js'
 import { freshPersistence, freshService } from '../helpers/fixtures.js'
+import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
+import { sql } from '../../src/adapters/persistence/kysely.js'
 import { sampleUser } from '../helpers/users.js'
 import { exportUsers } from '../../src/application/export-users.js'
 import { toProfile, type User, type UserProfile } from '../../src/domain/user.js'
@@ -169,14 +171,14 @@ eachDatabase(t, (t, db) => {
 
   t.test('exportUsers: every user of the app, in user_id order, however many pages', async (t) => {
     const persistence = await freshPersistence(t, db)
-    const { apps, users } = persistence
+    const { apps, users, transactor } = persistence
     for (const appId of ['app1', 'app2']) await apps.insertApp({ appId, name: appId, createdAt: 1 })
     const ids = ['u3', 'u1', 'u5', 'u2', 'u4', 'u6']
     for (const [i, userId] of ids.entries()) await users.insert(sampleUser({ appId: 'app1', klaimId: `k${i}`, userId, email: `${userId}@example.com` }))
     await users.insert(sampleUser({ appId: 'app2', klaimId: 'other', userId: 'u0', email: 'u0@example.com' }))
     const all = async (appId: string, pageSize: number) => {
       const listed: UserProfile[] = []
-      for await (const user of exportUsers({ users, apps }, pageSize)({ appId })) listed.push(user)
+      for await (const user of exportUsers({ apps, transactor }, pageSize)({ appId })) listed.push(user)
       return listed
     }
     const two = await all('app1', 2)
@@ -186,6 +188,37 @@ eachDatabase(t, (t, db) => {
     t.same((await all('app2', 1000)).map((u) => u.userId), ['u0'])
     await t.rejects(all('nope', 2), { constructor: ValidationError, errors: [{ path: '/appId' }] }, 'an unknown app is not an app without users')
     await t.rejects(all(5 as unknown as string, 2), { constructor: ValidationError, errors: [{ path: '/appId' }] })
+  })
+
+  t.test('exportUsers: one snapshot, taken at its first page; writes made meanwhile go on, and are not in it', async (t) => {
+    const persistence = await freshPersistence(t, db)
+    const { apps, users, transactor } = persistence
+    await apps.insertApp({ appId: 'app1', name: 'app1', createdAt: 1 })
+    const before = new Map<string, User>()
+    for (const [i, userId] of ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'].entries()) {
+      const user = sampleUser({ appId: 'app1', klaimId: `k${i}`, userId, email: `${userId}@example.com` })
+      await users.insert(user)
+      before.set(userId, user)
+    }
+    const exported = exportUsers({ apps, transactor }, 2)({ appId: 'app1' })
+    const listed = [(await exported.next()).value as UserProfile]
+    // Pages of two: the export's next pages are after 'u2'. Paged outside one snapshot, it would
+    // miss u5 (renamed before the page it was on) and u6 (deleted), list u7 (created), and u4
+    // with its new name.
+    const u4 = before.get('u4') as User
+    await users.update({ ...u4, name: 'New name', updatedAt: 2, version: 2 }, u4)
+    const u5 = before.get('u5') as User
+    await users.update({ ...u5, userId: 'a5', updatedAt: 2, version: 2 }, u5)
+    t.ok(await users.deleteByUserId('app1', 'u6'))
+    await users.insert(sampleUser({ appId: 'app1', klaimId: 'k7', userId: 'u7', email: 'u7@example.com' }))
+    for await (const user of exported) listed.push(user)
+    t.same(listed, [...before.values()].map(toProfile), 'the six users, each as it was')
+    t.equal(await snapshotHeld(persistence), false, 'the export ended its snapshot')
+    const again: string[] = []
+    for await (const user of exportUsers({ apps, transactor }, 2)({ appId: 'app1' })) again.push(user.userId)
+    t.same(again, ['a5', 'u1', 'u2', 'u3', 'u4', 'u7'], 'a new export sees the writes')
+    for await (const user of exportUsers({ apps, transactor }, 2)({ appId: 'app1' })) if (user.userId === 'u1') break
+    t.equal(await snapshotHeld(persistence), false, 'one stopped early ends it too')
   })
 
   t.test('deleteApp: the app\'s keys fail from then on, its users are gone, another app keeps its own', async (t) => {
@@ -261,3 +294,30 @@ eachDatabase(t, (t, db) => {
     t.equal(runs, 2, 'the transaction ran twice: from the snapshot, then from the stored row')
   })
 })
+
+t.test('exportUsers on in-memory SQLite: one snapshot too, holding the one connection, so writes wait for its end', async (t) => {
+  const persistence = await openPersistence({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await persistence.close())
+  const { apps, users, transactor } = persistence
+  await apps.insertApp({ appId: 'app1', name: 'app1', createdAt: 1 })
+  for (const [i, userId] of ['u1', 'u2', 'u3'].entries()) await users.insert(sampleUser({ appId: 'app1', klaimId: `k${i}`, userId, email: `${userId}@example.com` }))
+  const exported = exportUsers({ apps, transactor }, 1)({ appId: 'app1' })
+  const listed = [((await exported.next()).value as UserProfile).userId]
+  let inserted = false
+  const insert = users.insert(sampleUser({ appId: 'app1', klaimId: 'k4', userId: 'u0', email: 'u0@example.com' })).then(() => { inserted = true })
+  for await (const user of exported) listed.push(user.userId)
+  t.same(listed, ['u1', 'u2', 'u3'])
+  t.notOk(inserted, 'the insert waited for the export')
+  await insert
+  t.ok(await users.findByUserId('app1', 'u0'), 'and was made after it')
+})
+
+/** Whether a read snapshot is still open: a transaction left idle (PostgreSQL), a reader the WAL cannot be checkpointed past (SQLite). */
+async function snapshotHeld ({ db, location }: Persistence): Promise<boolean> {
+  if (location.dialect === 'postgres') {
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where datname = current_database() and state = 'idle in transaction'`.execute(db)
+    return rows[0]?.n !== 0
+  }
+  const { rows } = await sql<{ busy: number }>`pragma wal_checkpoint(truncate)`.execute(db)
+  return rows[0]?.busy !== 0
+}

@@ -5,6 +5,7 @@ import { isRetryable } from './database-errors.js'
 import { kyselyIdempotencyStore, type IdempotencyQueries } from './kysely-idempotency-store.js'
 import { kyselyUserRepository, type UserQueries } from './kysely-user-repository.js'
 import { HeldWritesInDoubt, recordingWrites, writeHolder } from './prepared.js'
+import type { OpenSnapshot } from './read-snapshot.js'
 import type { DatabaseSchema } from './schema.js'
 
 const MAX_ATTEMPTS = 10
@@ -33,7 +34,7 @@ async function retried<T> (attempts: number, run: () => Promise<T>): Promise<T> 
  * instead of failing at their first write. Either way a transaction the database aborts for a
  * deadlock, serialisation failure or busy lock is run again, never reported.
  */
-export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: Queries): Transactor {
+export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: Queries, openSnapshot: () => Promise<OpenSnapshot>): Transactor {
   async function once<T> (work: (uow: UnitOfWork) => Promise<T>): Promise<T> {
     return await db.transaction().execute(async (trx) => await work(unitOfWork(trx, queries, true)))
   }
@@ -63,6 +64,10 @@ export function kyselyTransactor (db: Kysely<DatabaseSchema>, queries: Queries):
           }
         }
         return await transaction(work)
-      }
+      },
+    readSnapshot: async () => {
+      const snapshot = await openSnapshot()
+      return { users: kyselyUserRepository(snapshot.db, queries.users, false), close: snapshot.close }
+    }
   }
 }

@@ -8,6 +8,7 @@ import { compileUserQueries, kyselyUserRepository } from './kysely-user-reposito
 import { sql, type Kysely } from './kysely.js'
 import { migrateToLatest } from './migrations/index.js'
 import type { PersistenceOptions, PipelineGauges, PoolGauges } from './persistence-options.js'
+import { snapshotOpener } from './read-snapshot.js'
 import type { openPostgres, PostgresOptions } from './postgres.js'
 import type { DatabaseSchema } from './schema.js'
 import { openSqlite, THREAD_RESTART_INTERVAL_MS, type SqliteOptions } from './sqlite.js'
@@ -82,7 +83,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     apps: kyselyAppRepository(db, dialect),
     idempotency: kyselyIdempotencyStore(db, queries.idempotency),
     rateCounter: kyselyRateCounter(db, compileRateCounterQueries(db)),
-    transactor: kyselyTransactor(db, queries),
+    transactor: kyselyTransactor(db, queries, snapshotOpener(location, db, lockTimeoutMs)),
     migrate: async () => await migrateToLatest(db, dialect),
     ping: async () => { await sql`select 1`.execute(db) },
     close

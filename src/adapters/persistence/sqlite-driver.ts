@@ -1,5 +1,5 @@
 import type BetterSqlite3 from 'better-sqlite3'
-import type { DatabaseConnection, Driver, QueryResult } from 'kysely'
+import type { DatabaseConnection, Driver, QueryResult, TransactionSettings } from 'kysely'
 import { isSqliteBusy } from './database-errors.js'
 import { CompiledQuery } from './kysely.js'
 import type { HeldWrite } from './prepared.js'
@@ -155,10 +155,11 @@ export class SqliteDriver implements Driver {
     else next()
   }
 
-  async beginTransaction (connection: DatabaseConnection): Promise<void> {
+  async beginTransaction (connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
     // The write lock up front: a deferred transaction that reads first can find it taken at its
-    // first write, too late to wait for it.
-    await connection.executeQuery(CompiledQuery.raw('begin immediate'))
+    // first write, too late to wait for it. One that only reads needs no lock: its first read
+    // fixes what it sees (WAL mode), and writers go on meanwhile.
+    await connection.executeQuery(CompiledQuery.raw(settings.accessMode === 'read only' ? 'begin' : 'begin immediate'))
   }
 
   async commitTransaction (connection: DatabaseConnection): Promise<void> {

@@ -67,14 +67,27 @@ export async function openSqlite (filename: string, options: SqliteOptions): Pro
     throw error
   }
   if (background !== undefined) driver.checkpointInBackground(new SqliteCheckpointer(filename, background.onError))
+  const kysely = kyselyOn(driver)
+  runDirectly(kysely, driver.runNow.bind(driver))
+  holdWritesOn(kysely, { available: () => driver.canHold(), commit: async (writes) => await driver.commitHeld(writes) })
+  return kysely
+}
+
+/**
+ * A connection of its own to the file, that can only read (no thread, no pragmas: it writes
+ * nothing), for a read snapshot that must not hold the service's connection (see
+ * Transactor.readSnapshot). Its transactions begin deferred, taking no lock.
+ */
+export function openSqliteReader (filename: string, lockTimeoutMs: number): Kysely<DatabaseSchema> {
+  return kyselyOn(new SqliteDriver(new BetterSqlite3(filename, { readonly: true, fileMustExist: true }), lockTimeoutMs))
+}
+
+function kyselyOn (driver: SqliteDriver): Kysely<DatabaseSchema> {
   const dialect: Dialect = {
     createAdapter: () => new SqliteAdapter(),
     createDriver: () => driver,
     createQueryCompiler: () => new SqliteQueryCompiler(),
     createIntrospector: (kysely) => new SqliteIntrospector(kysely)
   }
-  const kysely = new Kysely<DatabaseSchema>({ dialect })
-  runDirectly(kysely, driver.runNow.bind(driver))
-  holdWritesOn(kysely, { available: () => driver.canHold(), commit: async (writes) => await driver.commitHeld(writes) })
-  return kysely
+  return new Kysely<DatabaseSchema>({ dialect })
 }
