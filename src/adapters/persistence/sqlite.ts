@@ -76,10 +76,15 @@ export async function openSqlite (filename: string, options: SqliteOptions): Pro
 /**
  * A connection of its own to the file, that can only read (no thread, no pragmas: it writes
  * nothing), for a read snapshot that must not hold the service's connection (see
- * Transactor.readSnapshot). Its transactions begin deferred, taking no lock.
+ * Transactor.readSnapshot). Its transactions begin deferred, taking no lock. A read in WAL mode
+ * meets a lock only while another connection rebuilds the WAL's index (a moment, and rare);
+ * inside the snapshot's transaction the driver cannot try again, so SQLite's own busy timeout
+ * waits for it, up to the lock timeout.
  */
 export function openSqliteReader (filename: string, lockTimeoutMs: number): Kysely<DatabaseSchema> {
-  return kyselyOn(new SqliteDriver(new BetterSqlite3(filename, { readonly: true, fileMustExist: true }), lockTimeoutMs))
+  // 0 is no limit here, as for the service's statements; better-sqlite3's largest is 2^31 - 1 ms.
+  const db = new BetterSqlite3(filename, { readonly: true, fileMustExist: true, timeout: lockTimeoutMs === 0 ? 2 ** 31 - 1 : lockTimeoutMs })
+  return kyselyOn(new SqliteDriver(db, lockTimeoutMs))
 }
 
 function kyselyOn (driver: SqliteDriver): Kysely<DatabaseSchema> {
