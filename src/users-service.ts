@@ -6,6 +6,8 @@ import { getUser } from './application/get-user.js'
 import { idempotent } from './application/idempotency.js'
 import type { Clock, IdSource } from './application/ports.js'
 import { updateUserProfile } from './application/update-user-profile.js'
+import { copyDatabaseTo } from './adapters/persistence/copy-database.js'
+import type { CopiedCounts } from './adapters/persistence/copy-outcome.js'
 import { openPersistence } from './adapters/persistence/open-persistence.js'
 import type { PersistenceOptions } from './adapters/persistence/persistence-options.js'
 import { cryptoIds, sha256Keys, systemClock } from './adapters/system.js'
@@ -45,6 +47,11 @@ export async function openUsersService (options: UsersServiceOptions) {
     listApps: async () => await apps.listApps(),
     listApiKeys: listApiKeys(appDeps),
     revokeApiKey: async ({ keyId }: { keyId: string }) => await apps.revokeKey(keyId, clock.now()),
+    /**
+     * Copies everything (apps, keys, users, stored answers) into the empty database at
+     * `databaseUrl`, migrating it first (the CLI's `copy`). See the README's Operator CLI.
+     */
+    copyTo: async ({ databaseUrl }: { databaseUrl: string }): Promise<CopiedCounts> => await copyDatabaseTo(persistence, databaseUrl, clock.now()),
     /** Deletes an app and all it holds (the CLI's `apps delete`). See the README's Operator CLI. */
     deleteApp: deleteApp(appDeps),
     authenticate: authenticate(appDeps),

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { parseArgs, runCommand } from '../../src/adapters/cli/cli.js'
 import { sharedRateLimitStore } from '../../src/adapters/http/rate-limit-store.js'
@@ -154,6 +157,17 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.equal(await cli('users', 'export', 'app_none'), 1)
   t.equal(err[0], 'No app app_none. See the apps: apps list')
   await service.createUser({ appId, email: 'c@example.com', userId: 'c' })
+  const dir = mkdtempSync(join(tmpdir(), 'klaim-copy-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const target = `sqlite:${join(dir, 'users.db')}`
+  t.equal(await cli('copy', target), 0)
+  t.equal(out[0], `Copied 1 app, 2 keys, 3 users and 0 stored responses to ${target}.`)
+  t.equal(await cli('copy', target, '--json'), 1, 'not into a database with apps')
+  t.equal(err[0], 'Nothing copied: the target database has apps already: copy into an empty one.')
+  t.equal(await cli('copy', 'mysql://klaim:secret@db/users'), 1)
+  t.equal(err[0], 'Not a database URL: mysql://klaim:***@db/users (sqlite:<path>, postgres://...)', 'its password not shown')
+  t.equal(await cli('copy', `sqlite:${join(dir, 'other.db')}`, '--json'), 0)
+  t.same(JSON.parse(out[0] ?? ''), { target: `sqlite:${join(dir, 'other.db')}`, apps: 1, keys: 2, users: 3, stored_responses: 0 })
   t.equal(await cli('apps', 'delete', appId), 0)
   t.equal(out[0], `Deleted app ${appId} (shop): 3 users, 2 keys, 0 stored responses.`)
   t.equal(await cli('apps', 'delete', appId), 1, 'an app deleted already is no app')

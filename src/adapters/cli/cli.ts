@@ -2,6 +2,7 @@ import type { UsersService } from '../../users-service.js'
 import { isUnknownApp } from '../../application/apps.js'
 import { UsersError } from '../../domain/errors.js'
 import { parseDatabaseUrl } from '../persistence/database-url.js'
+import { CopyRefused } from '../persistence/copy-outcome.js'
 import { BackupRefused, backupSqliteFile } from '../persistence/sqlite-backup.js'
 
 export interface CliIo {
@@ -11,7 +12,7 @@ export interface CliIo {
   drain?: () => Promise<void>
 }
 
-type Service = Pick<UsersService, 'createApp' | 'listApps' | 'deleteApp' | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'migrate' | 'getUser' | 'deleteUser' | 'exportUsers'>
+type Service = Pick<UsersService, 'createApp' | 'listApps' | 'deleteApp' | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'migrate' | 'getUser' | 'deleteUser' | 'exportUsers' | 'copyTo'>
 
 /** Positional arguments, their count already checked against `Verb.args`. */
 type Args = [string, string]
@@ -32,6 +33,18 @@ async function ofApp<T> (appId: string, result: Promise<T>): Promise<T> {
   } catch (error) {
     if (isUnknownApp(error)) throw new CliError(`No app ${appId}. See the apps: apps list`)
     throw error
+  }
+}
+
+/** A database URL as it may be printed: a PostgreSQL password replaced by `***`. */
+function withoutPassword (databaseUrl: string): string {
+  try {
+    const url = new URL(databaseUrl)
+    if (url.password === '') return databaseUrl
+    url.password = '***'
+    return url.toString()
+  } catch {
+    return databaseUrl
   }
 }
 
@@ -128,6 +141,25 @@ const VERBS: Record<string, Verb> = {
         throw error
       }
       io.out(json ? JSON.stringify({ database: location.filename, backup: file, bytes }) : `Backed up ${location.filename} to ${file} (${bytes} bytes).`)
+    }
+  },
+  copy: {
+    usage: 'copy <database_url> [--json]',
+    summary: 'Copy every app, key, user and stored answer into another, empty database (SQLite or PostgreSQL), migrating it first. Stop the servers first.',
+    args: 1,
+    async run (service, [databaseUrl], json, io) {
+      if (parseDatabaseUrl(databaseUrl) === undefined) throw new CliError(`Not a database URL: ${withoutPassword(databaseUrl)} (sqlite:<path>, postgres://...)`)
+      let copied
+      try {
+        copied = await service.copyTo({ databaseUrl })
+      } catch (error) {
+        if (error instanceof CopyRefused) throw new CliError(`Nothing copied: ${error.message}.`)
+        throw error
+      }
+      const { apps, keys, users, storedResponses } = copied
+      io.out(json
+        ? JSON.stringify({ target: withoutPassword(databaseUrl), apps, keys, users, stored_responses: storedResponses })
+        : `Copied ${count(apps, 'app')}, ${count(keys, 'key')}, ${count(users, 'user')} and ${count(storedResponses, 'stored response')} to ${withoutPassword(databaseUrl)}.`)
     }
   },
   'users get': {

@@ -8,7 +8,7 @@ import { compileUserQueries, kyselyUserRepository } from './kysely-user-reposito
 import { sql, type Kysely } from './kysely.js'
 import { migrateToLatest } from './migrations/index.js'
 import type { PersistenceOptions, PipelineGauges, PoolGauges } from './persistence-options.js'
-import { snapshotOpener } from './read-snapshot.js'
+import { snapshotOpener, type OpenSnapshot } from './read-snapshot.js'
 import type { openPostgres, PostgresOptions } from './postgres.js'
 import type { DatabaseSchema } from './schema.js'
 import { openSqlite, THREAD_RESTART_INTERVAL_MS, type SqliteOptions } from './sqlite.js'
@@ -25,6 +25,8 @@ export interface Persistence {
   idempotency: IdempotencyStore
   rateCounter: RateCounter
   transactor: Transactor
+  /** A read-only transaction that sees one moment (see Transactor.readSnapshot); close it. */
+  openSnapshot(): Promise<OpenSnapshot>
   migrate(): Promise<string[]>
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>
@@ -74,6 +76,7 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     : await sqliteWithClose(location.filename, sqliteOptions)
   const dialect = location.dialect
   const queries = { users: compileUserQueries(db, dialect), idempotency: compileIdempotencyQueries(db, dialect) }
+  const openSnapshot = snapshotOpener(location, db, lockTimeoutMs)
   const persistence: Persistence = {
     location,
     db,
@@ -83,7 +86,8 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     apps: kyselyAppRepository(db, dialect),
     idempotency: kyselyIdempotencyStore(db, queries.idempotency),
     rateCounter: kyselyRateCounter(db, compileRateCounterQueries(db)),
-    transactor: kyselyTransactor(db, queries, snapshotOpener(location, db, lockTimeoutMs)),
+    transactor: kyselyTransactor(db, queries, openSnapshot),
+    openSnapshot,
     migrate: async () => await migrateToLatest(db, dialect),
     ping: async () => { await sql`select 1`.execute(db) },
     close

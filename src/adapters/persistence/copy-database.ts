@@ -1,0 +1,88 @@
+import { CopyRefused, type CopiedCounts } from './copy-outcome.js'
+import type { Kysely } from './kysely.js'
+import { openPersistence, type Persistence } from './open-persistence.js'
+import type { DatabaseSchema } from './schema.js'
+
+/** Rows read and written at a time (12 columns a user: 12,000 parameters, under both databases' limits). */
+export const COPY_BATCH = 1000
+
+/** Opens (and migrates) the database at `targetUrl`, copies `source` into it (see copyDatabase), and closes it. */
+export async function copyDatabaseTo (source: Persistence, targetUrl: string, now: number): Promise<CopiedCounts> {
+  const target = await openPersistence({ databaseUrl: targetUrl, poolMax: 2 }).catch((error: unknown) => {
+    throw new CopyRefused(`cannot open the target database (${error instanceof Error ? error.message : String(error)})`, { cause: error })
+  })
+  try {
+    return await copyDatabase(source, target, now)
+  } finally {
+    await target.close()
+  }
+}
+
+/**
+ * Copies every app, API key (its hash: the keys work as they did), user (its klaim_id, version
+ * and times: ETags stay valid) and stored answer not yet expired at `now` (a retry after the move
+ * is answered as it would have been) from `source` to `target`, which must have no app. The
+ * source is read in one snapshot (see Transactor.readSnapshot), so the copy is of one moment;
+ * what is written to the source after that moment is not in it. The target is written in one
+ * transaction: a copy that fails leaves it as it was. Rate-limit windows are not copied (they
+ * last a minute). Between SQLite and PostgreSQL either way: a row is written as the target's
+ * repositories write it (metadata as JSON text; times as numbers).
+ */
+export async function copyDatabase (source: Persistence, target: Persistence, now: number): Promise<CopiedCounts> {
+  const snapshot = await source.openSnapshot()
+  try {
+    return await target.db.transaction().execute(async (trx) => {
+      if (await trx.selectFrom('apps').select('id').limit(1).executeTakeFirst() !== undefined) {
+        throw new CopyRefused('the target database has apps already: copy into an empty one')
+      }
+      const from = snapshot.db
+      const apps = (await from.selectFrom('apps').selectAll().orderBy('id').execute()).map((a) => ({ ...a, created_at: Number(a.created_at) }))
+      if (apps.length > 0) await trx.insertInto('apps').values(apps).execute()
+      const keys = (await from.selectFrom('api_keys').selectAll().orderBy('id').execute())
+        .map((k) => ({ ...k, created_at: Number(k.created_at), revoked_at: k.revoked_at === null ? null : Number(k.revoked_at) }))
+      for (let i = 0; i < keys.length; i += COPY_BATCH) await trx.insertInto('api_keys').values(keys.slice(i, i + COPY_BATCH)).execute()
+      const users = await copyUsers(from, trx)
+      const storedResponses = await copyStoredResponses(from, trx, now)
+      return { apps: apps.length, keys: keys.length, users, storedResponses }
+    })
+  } finally {
+    await snapshot.close()
+  }
+}
+
+async function copyUsers (from: Kysely<DatabaseSchema>, to: Kysely<DatabaseSchema>): Promise<number> {
+  let copied = 0
+  let after: string | undefined
+  for (;;) {
+    const page = from.selectFrom('users').selectAll()
+    const rows = await (after === undefined ? page : page.where('klaim_id', '>', after)).orderBy('klaim_id').limit(COPY_BATCH).execute()
+    if (rows.length === 0) return copied
+    await to.insertInto('users').values(rows.map((u) => ({
+      ...u,
+      metadata: typeof u.metadata === 'string' ? u.metadata : JSON.stringify(u.metadata),
+      credit_balance: Number(u.credit_balance),
+      created_at: Number(u.created_at),
+      updated_at: Number(u.updated_at)
+    }))).execute()
+    copied += rows.length
+    after = rows[rows.length - 1]?.klaim_id
+  }
+}
+
+/** Only answers: a key whose first request was still running has none, and its retry runs afresh. */
+async function copyStoredResponses (from: Kysely<DatabaseSchema>, to: Kysely<DatabaseSchema>, now: number): Promise<number> {
+  let copied = 0
+  let after: { scope: string, key: string } | undefined
+  for (;;) {
+    let page = from.selectFrom('idempotency_keys').selectAll().where('status', 'is not', null).where('expires_at', '>', now)
+    if (after !== undefined) {
+      const { scope, key } = after
+      page = page.where((eb) => eb.or([eb('scope', '>', scope), eb.and([eb('scope', '=', scope), eb('key', '>', key)])]))
+    }
+    const rows = await page.orderBy('scope').orderBy('key').limit(COPY_BATCH).execute()
+    if (rows.length === 0) return copied
+    await to.insertInto('idempotency_keys').values(rows.map((r) => ({ ...r, locked_until: Number(r.locked_until), expires_at: Number(r.expires_at) }))).execute()
+    copied += rows.length
+    after = rows[rows.length - 1]
+  }
+}
