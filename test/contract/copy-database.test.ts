@@ -4,8 +4,11 @@ import { CopyRefused } from '../../src/adapters/persistence/copy-outcome.js'
 import { sql } from '../../src/adapters/persistence/kysely.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import type { UsersService } from '../../src/users-service.js'
-import { databases } from '../helpers/databases.js'
+import { databases, type TestDatabase } from '../helpers/databases.js'
 import { clientFor, freshClient, freshService } from '../helpers/fixtures.js'
+
+/** SQLite, always the first of `databases`. */
+const embedded = databases[0] as TestDatabase
 
 async function exported (service: UsersService, appId: string): Promise<unknown[]> {
   const users = []
@@ -61,7 +64,7 @@ for (const from of databases) {
 
 for (const to of databases) {
   t.test(`a copy to ${to.dialect} that fails part way leaves the target as it was`, async (t) => {
-    const service = await freshService(t, databases[0] as (typeof databases)[number])
+    const service = await freshService(t, embedded)
     const { appId } = await service.createApp({ name: 'shop' })
     for (const userId of ['a', 'b', 'c']) await service.createUser({ appId, email: `${userId}@example.com`, userId })
     const target = await to.fresh(t)
@@ -81,6 +84,6 @@ for (const to of databases) {
 }
 
 t.test('a target that cannot be opened: refused, with the reason', async (t) => {
-  const service = await freshService(t, databases[0] as (typeof databases)[number])
+  const service = await freshService(t, embedded)
   await t.rejects(service.copyTo({ databaseUrl: 'postgres://klaim@127.0.0.1:1/none' }), { constructor: CopyRefused, message: /cannot open the target database \(.*ECONNREFUSED/ })
 })

@@ -164,6 +164,8 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.equal(out[0], `Copied 1 app, 2 keys, 3 users and 0 stored responses to ${target}.`)
   t.equal(await cli('copy', target, '--json'), 1, 'not into a database with apps')
   t.equal(err[0], 'Nothing copied: the target database has apps already: copy into an empty one.')
+  t.equal(await cli('copy', 'sqlite::memory:'), 1)
+  t.equal(err[0], 'Nothing copied: an in-memory database would end with the copy: copy into a file or PostgreSQL.')
   t.equal(await cli('copy', 'mysql://klaim:secret@db/users'), 1)
   t.equal(err[0], 'Not a database URL: mysql://klaim:***@db/users (sqlite:<path>, postgres://...)', 'its password not shown')
   t.equal(await cli('copy', `sqlite:${join(dir, 'other.db')}`, '--json'), 0)

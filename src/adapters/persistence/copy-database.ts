@@ -1,4 +1,5 @@
 import { CopyRefused, type CopiedCounts } from './copy-outcome.js'
+import { parseDatabaseUrl } from './database-url.js'
 import type { Kysely } from './kysely.js'
 import { openPersistence, type Persistence } from './open-persistence.js'
 import type { DatabaseSchema } from './schema.js'
@@ -8,6 +9,8 @@ export const COPY_BATCH = 1000
 
 /** Opens (and migrates) the database at `targetUrl`, copies `source` into it (see copyDatabase), and closes it. */
 export async function copyDatabaseTo (source: Persistence, targetUrl: string, now: number): Promise<CopiedCounts> {
+  const location = parseDatabaseUrl(targetUrl)
+  if (location?.dialect === 'sqlite' && location.filename === ':memory:') throw new CopyRefused('an in-memory database would end with the copy: copy into a file or PostgreSQL')
   const target = await openPersistence({ databaseUrl: targetUrl, poolMax: 2 }).catch((error: unknown) => {
     throw new CopyRefused(`cannot open the target database (${error instanceof Error ? error.message : String(error)})`, { cause: error })
   })
