@@ -33,7 +33,7 @@ async function main (): Promise<void> {
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
   const config = readConfig()
   // Loaded once the settings are known to be good, as each is needed: a bad setting stops the
-  // server in 0.2 s rather than 0.6, and a database it cannot open before Fastify is loaded.
+  // server in 0.3 s rather than 0.6, and a database it cannot open before Fastify is loaded.
   const { openUsersService } = await import('./users-service.js')
   // A database connection (pooled, pipelined, or SQLite's thread's) can fail at any time; it logs
   // once the app exists.

@@ -7,11 +7,12 @@ export const EXPORT_PAGE = 1000
 
 /**
  * Every user of an app, in `user_id` order, as they all were when the export began (one read
- * snapshot: a user renamed, created or deleted while it runs is listed as before, or not at all),
- * read a page at a time (an operator's export, the CLI's `users export`); memory stays at one
- * page however many users the app has. Writes go on meanwhile. The snapshot ends with the
- * iteration: run it to its end, or stop it with `break` or `return()`. Throws `ValidationError`
- * for an unknown app (at the first step of the iteration).
+ * snapshot: a user renamed, created or deleted while it runs is listed as before, or not at
+ * all), read a page at a time (an operator's export, the CLI's `users export`); memory stays at
+ * one page however many users the app has. Writes go on meanwhile (see
+ * Transactor.readSnapshot). The snapshot ends with the iteration: run it to its end, or stop it
+ * with `break` or `return()`. Throws `ValidationError` for an unknown app (at the first step of
+ * the iteration).
  */
 export function exportUsers ({ apps, transactor }: { apps: Pick<AppRepository, 'appExists'>, transactor: Pick<Transactor, 'readSnapshot'> }, pageSize = EXPORT_PAGE) {
   return async function * ({ appId }: { appId: string }): AsyncGenerator<UserProfile, void, undefined> {

@@ -148,7 +148,8 @@ export interface Transactor {
   guardedTransaction?<T>(work: (uow: UnitOfWork) => Promise<T>): Promise<T>
   /**
    * Opens a read-only snapshot for reads that must agree with each other however long they take
-   * (an export); writes go on meanwhile, unblocked.
+   * (an export). Writes go on meanwhile, unless the database has one connection only (in-memory
+   * SQLite), which the snapshot then holds: they wait for its end.
    */
   readSnapshot(): Promise<ReadSnapshot>
 }
