@@ -1,5 +1,6 @@
 import { CopyRefused, type CopiedCounts } from './copy-outcome.js'
 import { parseDatabaseUrl } from './database-url.js'
+import { rowToUser, USER_COLUMNS, userToRow } from './kysely-user-repository.js'
 import type { Kysely } from './kysely.js'
 import { openPersistence, type Persistence } from './open-persistence.js'
 import type { DatabaseSchema } from './schema.js'
@@ -28,8 +29,8 @@ export async function copyDatabaseTo (source: Persistence, targetUrl: string, no
  * source is read in one snapshot (see Transactor.readSnapshot), so the copy is of one moment;
  * what is written to the source after that moment is not in it. The target is written in one
  * transaction: a copy that fails leaves it as it was. Rate-limit windows are not copied (they
- * last a minute). Between SQLite and PostgreSQL either way: a row is written as the target's
- * repositories write it (metadata as JSON text; times as numbers).
+ * last a minute). Between SQLite and PostgreSQL either way: a user is read and written as the
+ * repositories do (`rowToUser`, `userToRow`); the other rows' times become numbers.
  */
 export async function copyDatabase (source: Persistence, target: Persistence, now: number): Promise<CopiedCounts> {
   const snapshot = await source.openSnapshot()
@@ -57,16 +58,11 @@ async function copyUsers (from: Kysely<DatabaseSchema>, to: Kysely<DatabaseSchem
   let copied = 0
   let after: string | undefined
   for (;;) {
-    const page = from.selectFrom('users').selectAll()
+    const page = from.selectFrom('users').select(USER_COLUMNS)
     const rows = await (after === undefined ? page : page.where('klaim_id', '>', after)).orderBy('klaim_id').limit(COPY_BATCH).execute()
     if (rows.length === 0) return copied
-    await to.insertInto('users').values(rows.map((u) => ({
-      ...u,
-      metadata: typeof u.metadata === 'string' ? u.metadata : JSON.stringify(u.metadata),
-      credit_balance: Number(u.credit_balance),
-      created_at: Number(u.created_at),
-      updated_at: Number(u.updated_at)
-    }))).execute()
+    // Read and written as the repositories read and write a user, whichever the two databases.
+    await to.insertInto('users').values(rows.map((row) => userToRow(rowToUser(row)))).execute()
     copied += rows.length
     after = rows[rows.length - 1]?.klaim_id
   }

@@ -8,7 +8,8 @@ import { prepare, type Prepared } from './prepared.js'
 import type { DialectName } from './database-url.js'
 import type { DatabaseSchema, UsersTable } from './schema.js'
 
-const USER_COLUMNS = ['app_id', 'klaim_id', 'user_id', 'email', 'name', 'metadata', 'credit_balance', 'acquisition_source', 'created_at', 'updated_at', 'version'] as const
+/** The columns a user is read from (`rowToUser`); `email_key` is derived from `email` (`userToRow`). */
+export const USER_COLUMNS = ['app_id', 'klaim_id', 'user_id', 'email', 'name', 'metadata', 'credit_balance', 'acquisition_source', 'created_at', 'updated_at', 'version'] as const
 export type UserRow = Pick<Selectable<UsersTable>, typeof USER_COLUMNS[number]>
 
 export function rowToUser (row: UserRow): User {
