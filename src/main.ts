@@ -70,6 +70,11 @@ async function main (): Promise<void> {
   purge()
   const purgeTimer = setInterval(purge, 60 * 60 * 1000).unref()
 
+  // Marked in the database while it runs, so that `copy` refuses to copy what it is writing.
+  const announcement = await service.announceServer({
+    onError: (error) => app.log.warn({ err: error }, 'could not mark this server as running in the database; tried again in 10 s')
+  })
+
   let stopping = false
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return
@@ -77,6 +82,7 @@ async function main (): Promise<void> {
     app.log.info({ signal }, 'stopping: finishing requests in flight')
     clearInterval(purgeTimer)
     await app.close()
+    await announcement.stop().catch((error: unknown) => app.log.warn({ err: error }, 'could not unmark this server in the database; a copy is refused for 30 s more'))
     await service.close()
     process.exit(0)
   }

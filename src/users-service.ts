@@ -7,9 +7,10 @@ import { idempotent } from './application/idempotency.js'
 import type { Clock, IdSource } from './application/ports.js'
 import { updateUserProfile } from './application/update-user-profile.js'
 import { copyDatabaseTo } from './adapters/persistence/copy-database.js'
-import type { CopiedCounts } from './adapters/persistence/copy-outcome.js'
+import type { CopiedCounts, ServerAnnouncement } from './adapters/persistence/copy-outcome.js'
 import { openPersistence } from './adapters/persistence/open-persistence.js'
 import type { PersistenceOptions } from './adapters/persistence/persistence-options.js'
+import { announceServer } from './adapters/persistence/server-registry.js'
 import { cryptoIds, sha256Keys, systemClock } from './adapters/system.js'
 
 export interface UsersServiceOptions extends PersistenceOptions {
@@ -52,6 +53,14 @@ export async function openUsersService (options: UsersServiceOptions) {
      * `databaseUrl`, migrating it first (the CLI's `copy`). See the README's Operator CLI.
      */
     copyTo: async ({ databaseUrl }: { databaseUrl: string }): Promise<CopiedCounts> => await copyDatabaseTo(persistence, databaseUrl, clock.now()),
+    /**
+     * Marks this process as serving the database until `stop()`, so that `copyTo` (here or in
+     * any process) refuses meanwhile: a row in the database, its time seen written every 10 s.
+     * The HTTP server does it; a host serving writes in-process may too. A heartbeat that fails
+     * goes to `onError` and is made again 10 s later.
+     */
+    announceServer: async (options?: { onError?: (error: Error) => void }): Promise<ServerAnnouncement> =>
+      await announceServer(persistence.db, persistence.location.dialect, options),
     /** Deletes an app and all it holds (the CLI's `apps delete`). See the README's Operator CLI. */
     deleteApp: deleteApp(appDeps),
     authenticate: authenticate(appDeps),

@@ -43,9 +43,14 @@ t.test('first start: migrates, writes the key file (0600), logs only its path; S
   t.equal(res.status, 201)
   const put = await fetch(`${address}/users/ada`, { method: 'PUT', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Ada' }) })
   t.equal(((await put.json()) as { name: string }).name, 'Ada')
+  const database = new Database(join(dir, 'data', 'users.db'), { readonly: true })
+  t.teardown(() => database.close())
+  const running = database.prepare('select pid from servers')
+  t.same(running.all(), [{ pid: server.pid }], 'marked as running in the database, which a copy refuses')
   const exit = new Promise<number | null>((resolve) => server.once('exit', resolve))
   server.kill('SIGTERM')
   t.equal(await exit, 0)
+  t.same(running.all(), [], 'and no longer once stopped')
 })
 
 t.test('a bad setting stops the server with one clear line and a non-zero code', async (t) => {

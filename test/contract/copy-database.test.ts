@@ -1,8 +1,11 @@
+import { hostname } from 'node:os'
 import t from 'tap'
 import { buildHttpApp } from '../../src/adapters/http/app.js'
+import { copyDatabase } from '../../src/adapters/persistence/copy-database.js'
 import { CopyRefused } from '../../src/adapters/persistence/copy-outcome.js'
 import { sql } from '../../src/adapters/persistence/kysely.js'
-import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
+import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
+import { announceServer, databaseNow, GONE_AFTER_MS } from '../../src/adapters/persistence/server-registry.js'
 import type { UsersService } from '../../src/users-service.js'
 import { databases, type TestDatabase } from '../helpers/databases.js'
 import { clientFor, freshClient, freshService } from '../helpers/fixtures.js'
@@ -87,4 +90,103 @@ for (const to of databases) {
 t.test('a target that cannot be opened: refused, with the reason', async (t) => {
   const service = await freshService(t, embedded)
   await t.rejects(service.copyTo({ databaseUrl: 'postgres://klaim@127.0.0.1:1/none' }), { constructor: CopyRefused, message: /cannot open the target database \(.*ECONNREFUSED/ })
+})
+
+/** The servers' rows of the database at `persistence`, as `[pid, seen_at]`. */
+async function serverRows (persistence: Persistence): Promise<Array<[number, number]>> {
+  const rows = await persistence.db.selectFrom('servers').select(['pid', 'seen_at']).orderBy('seen_at').execute()
+  return rows.map((r) => [r.pid, Number(r.seen_at)])
+}
+
+const thisServer = `${hostname()} pid ${process.pid}`
+const escaped = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
+for (const from of databases) {
+  t.test(`a copy from ${from.dialect} refuses while a server runs on it, and goes ahead once none has been seen for 30 s`, async (t) => {
+    const url = await from.freshShared(t)
+    const service = await freshService(t, from, { databaseUrl: url })
+    const { appId } = await service.createApp({ name: 'shop' })
+    await service.createUser({ appId, email: 'a@example.com', userId: 'a' })
+    const source = await openPersistence({ databaseUrl: url, migrate: false })
+    t.teardown(async () => await source.close())
+    const target = await embedded.fresh(t)
+
+    const first = await service.announceServer()
+    const second = await service.announceServer()
+    t.same((await serverRows(source)).map(([pid]) => pid), [process.pid, process.pid], 'a row for each')
+    await t.rejects(service.copyTo({ databaseUrl: target }), {
+      constructor: CopyRefused,
+      message: new RegExp(`^2 servers \\(${escaped(thisServer)} \\(seen 0 s ago\\), ${escaped(thisServer)} \\(seen 0 s ago\\)\\) is running on the source database: stop it first$`)
+    })
+    await first.stop()
+    await t.rejects(service.copyTo({ databaseUrl: target }), { constructor: CopyRefused, message: /^a server \(.+\) is running on the source database/ })
+    const copied = await openPersistence({ databaseUrl: target })
+    t.same(await copied.apps.listApps(), [], 'nothing copied')
+    await copied.close()
+    await second.stop()
+    t.same(await serverRows(source), [], 'a server that stops removes its row')
+
+    // A server that ended without removing its row (a crash): its last heartbeat 25 s ago still
+    // counts, 31 s ago no longer, by the database's clock.
+    const now = await databaseNow(source.db, source.location.dialect)
+    const row = { host: 'crashed', pid: 1, started_at: now - 60_000 }
+    await source.db.insertInto('servers').values({ ...row, id: 'a', seen_at: now - GONE_AFTER_MS + 5000 }).execute()
+    await t.rejects(service.copyTo({ databaseUrl: target }), { constructor: CopyRefused, message: /^a server \(crashed pid 1 \(seen 2[5-9] s ago\)\) is running/ })
+    await source.db.updateTable('servers').set({ seen_at: now - GONE_AFTER_MS - 1000 }).execute()
+    t.same(await service.copyTo({ databaseUrl: target }), { apps: 1, keys: 1, users: 1, storedResponses: 0 }, 'into the target the refusals left empty')
+  })
+
+  t.test(`a server that starts on ${from.dialect} while a copy reads it: the copy is refused at its end, the target left as it was`, async (t) => {
+    const url = await from.freshShared(t)
+    const service = await freshService(t, from, { databaseUrl: url })
+    const { appId } = await service.createApp({ name: 'shop' })
+    await service.createUser({ appId, email: 'a@example.com', userId: 'a' })
+    const source = await openPersistence({ databaseUrl: url })
+    t.teardown(async () => await source.close())
+    const target = await openPersistence({ databaseUrl: await embedded.fresh(t) })
+    t.teardown(async () => await target.close())
+    let started: { stop: () => Promise<void> } | undefined
+    // The server starts once the copy's snapshot has begun: its writes could not be in the copy.
+    const startsMidway: Persistence = {
+      ...source,
+      openSnapshot: async () => {
+        const snapshot = await source.openSnapshot()
+        started = await announceServer(source.db, source.location.dialect)
+        return snapshot
+      }
+    }
+    await t.rejects(copyDatabase(startsMidway, target, Date.now()), {
+      constructor: CopyRefused,
+      message: new RegExp(`^a server \\(${escaped(thisServer)} \\(seen 0 s ago\\)\\) started on the source database while copying: stop it, and copy again$`)
+    })
+    t.same(await target.apps.listApps(), [], 'no app copied')
+    t.equal(Number((await sql<{ n: number | string }>`select count(*) as n from users`.execute(target.db)).rows[0]?.n), 0, 'no user')
+    await started?.stop()
+    t.same(await copyDatabase(source, target, Date.now()), { apps: 1, keys: 1, users: 1, storedResponses: 0 }, 'once it stopped')
+  })
+}
+
+t.test('a server\'s heartbeats: its row comes back if it went, none after stop(); a failure is told', async (t) => {
+  const url = await embedded.fresh(t)
+  const persistence = await openPersistence({ databaseUrl: url })
+  t.teardown(async () => await persistence.close())
+  const errors: Error[] = []
+  const server = await announceServer(persistence.db, 'sqlite', { heartbeatMs: 1, onError: (error) => errors.push(error) })
+  const [seen] = await serverRows(persistence)
+  t.equal(seen?.[0], process.pid, 'written at once')
+  await persistence.db.deleteFrom('servers').execute()
+  // The timer's heartbeats write it again.
+  while ((await serverRows(persistence)).length === 0) await new Promise((resolve) => setImmediate(resolve))
+  t.ok(((await serverRows(persistence))[0]?.[1] ?? 0) >= (seen?.[1] ?? Infinity), 'seen again, no earlier')
+  await server.stop()
+  t.same(await serverRows(persistence), [], 'no row after stop()')
+  await server.beat()
+  t.same(await serverRows(persistence), [], 'nor after a heartbeat called then')
+  t.same(errors, [])
+
+  const failing = await announceServer(persistence.db, 'sqlite', { heartbeatMs: 60_000, onError: (error) => errors.push(error) })
+  await sql`drop table servers`.execute(persistence.db)
+  await failing.beat()
+  t.match(errors, [{ message: /no such table: servers/ }], 'a heartbeat that fails is told, not thrown')
+  await t.rejects(failing.stop(), /no such table/)
 })

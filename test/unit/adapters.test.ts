@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { parseArgs, runCommand } from '../../src/adapters/cli/cli.js'
@@ -160,6 +160,10 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   const dir = mkdtempSync(join(tmpdir(), 'klaim-copy-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const target = `sqlite:${join(dir, 'users.db')}`
+  const serving = await service.announceServer()
+  t.equal(await cli('copy', target), 1, 'not while a server runs on the database')
+  t.equal(err[0]?.replace(/seen \d+ s ago/, 'seen N s ago'), `Nothing copied: a server (${hostname()} pid ${process.pid} (seen N s ago)) is running on the source database: stop it first.`)
+  await serving.stop()
   t.equal(await cli('copy', target), 0)
   t.equal(out[0], `Copied 1 app, 2 keys, 3 users and 0 stored responses to ${target}.`)
   t.equal(await cli('copy', target, '--json'), 1, 'not into a database with apps')

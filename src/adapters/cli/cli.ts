@@ -145,7 +145,7 @@ const VERBS: Record<string, Verb> = {
   },
   copy: {
     usage: 'copy <database_url> [--json]',
-    summary: 'Copy every app, key, user and stored answer into another, empty database (SQLite or PostgreSQL), migrating it first. Stop the servers first.',
+    summary: 'Copy every app, key, user and stored answer into another, empty database (SQLite or PostgreSQL), migrating it first. Refused while a server runs on this one: stop them first.',
     args: 1,
     async run (service, [databaseUrl], json, io) {
       if (parseDatabaseUrl(databaseUrl) === undefined) throw new CliError(`Not a database URL: ${withoutPassword(databaseUrl)} (sqlite:<path>, postgres://...)`)

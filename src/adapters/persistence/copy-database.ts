@@ -4,6 +4,7 @@ import { rowToUser, USER_COLUMNS, userToRow } from './kysely-user-repository.js'
 import type { Kysely } from './kysely.js'
 import { openPersistence, type Persistence } from './open-persistence.js'
 import type { DatabaseSchema } from './schema.js'
+import { databaseNow, describeServers, GONE_AFTER_MS, serversSeenSince } from './server-registry.js'
 
 /** Rows read and written at a time (12 columns a user: 12,000 parameters, under both databases' limits). */
 export const COPY_BATCH = 1000
@@ -26,14 +27,26 @@ export async function copyDatabaseTo (source: Persistence, targetUrl: string, no
  * Copies every app, API key (its hash: the keys work as they did), user (its klaim_id, version
  * and times: ETags stay valid) and stored answer not yet expired at `now` (a retry after the move
  * is answered as it would have been) from `source` to `target`, which must have no app. The
- * source is read in one snapshot (see Transactor.readSnapshot), so the copy is of one moment;
- * what is written to the source after that moment is not in it. The target is written in one
- * transaction: a copy that fails leaves it as it was. Rate-limit windows are not copied (they
- * last a minute). Between SQLite and PostgreSQL either way: a user is read and written as the
- * repositories do (`rowToUser`, `userToRow`); the other rows' times become numbers.
+ * source is read in one snapshot (see Transactor.readSnapshot), so the copy is of one moment,
+ * and it refuses while a server runs on the source (see announceServer), before it begins and
+ * again at its end: what a server writes after that moment would not be in the copy. The target
+ * is written in one transaction: a copy that fails or is refused leaves it as it was. Rate-limit
+ * windows are not copied (they last a minute). Between SQLite and PostgreSQL either way: a user
+ * is read and written as the repositories do (`rowToUser`, `userToRow`); the other rows' times
+ * become numbers.
  */
 export async function copyDatabase (source: Persistence, target: Persistence, now: number): Promise<CopiedCounts> {
+  // A server seen since then is running, or was while this copy read (its heartbeats land later).
+  const since = await databaseNow(source.db, source.location.dialect) - GONE_AFTER_MS
+  await refuseWhileServed(source, since, 'is running on the source database: stop it first')
   const snapshot = await source.openSnapshot()
+  let open = true
+  const closeSnapshot = async (): Promise<void> => {
+    if (open) {
+      open = false
+      await snapshot.close()
+    }
+  }
   try {
     return await target.db.transaction().execute(async (trx) => {
       if (await trx.selectFrom('apps').select('id').limit(1).executeTakeFirst() !== undefined) {
@@ -47,11 +60,19 @@ export async function copyDatabase (source: Persistence, target: Persistence, no
       for (let i = 0; i < keys.length; i += COPY_BATCH) await trx.insertInto('api_keys').values(keys.slice(i, i + COPY_BATCH)).execute()
       const users = await copyUsers(from, trx)
       const storedResponses = await copyStoredResponses(from, trx, now)
+      // Closed first: on in-memory SQLite the snapshot holds the one connection the check needs.
+      await closeSnapshot()
+      await refuseWhileServed(source, since, 'started on the source database while copying: stop it, and copy again')
       return { apps: apps.length, keys: keys.length, users, storedResponses }
     })
   } finally {
-    await snapshot.close()
+    await closeSnapshot()
   }
+}
+
+async function refuseWhileServed (source: Persistence, since: number, what: string): Promise<void> {
+  const servers = await serversSeenSince(source.db, source.location.dialect, since)
+  if (servers.length > 0) throw new CopyRefused(`${servers.length === 1 ? 'a server' : `${servers.length} servers`} (${describeServers(servers)}) ${what}`)
 }
 
 async function copyUsers (from: Kysely<DatabaseSchema>, to: Kysely<DatabaseSchema>): Promise<number> {

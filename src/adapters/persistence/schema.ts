@@ -53,10 +53,22 @@ export interface RateLimitsTable {
   hits: number
 }
 
+export interface ServersTable {
+  /** Random, one per server process. */
+  id: string
+  host: string
+  pid: number
+  /** By the database's clock, as `seen_at`. */
+  started_at: Millis
+  /** When the server last wrote that it runs (a heartbeat), by the database's clock. */
+  seen_at: Millis
+}
+
 export interface DatabaseSchema {
   apps: AppsTable
   api_keys: ApiKeysTable
   users: UsersTable
   idempotency_keys: IdempotencyKeysTable
   rate_limits: RateLimitsTable
+  servers: ServersTable
 }

@@ -4,6 +4,7 @@ import type { DialectName } from '../database-url.js'
 import * as initial from './0001-initial.js'
 import * as idempotencyKeys from './0002-idempotency-keys.js'
 import * as rateLimits from './0003-rate-limits.js'
+import * as servers from './0004-servers.js'
 
 type DialectMigration = { up: (db: Kysely<any>, dialect: DialectName) => Promise<void> }
 
@@ -13,7 +14,8 @@ type DialectMigration = { up: (db: Kysely<any>, dialect: DialectName) => Promise
 const MIGRATIONS: Record<string, DialectMigration> = {
   '0001-initial': initial,
   '0002-idempotency-keys': idempotencyKeys,
-  '0003-rate-limits': rateLimits
+  '0003-rate-limits': rateLimits,
+  '0004-servers': servers
 }
 
 function provider (dialect: DialectName): MigrationProvider {
