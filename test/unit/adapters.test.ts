@@ -162,7 +162,7 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   const target = `sqlite:${join(dir, 'users.db')}`
   const serving = await service.announceServer()
   t.equal(await cli('copy', target), 1, 'not while a server runs on the database')
-  t.equal(err[0]?.replace(/seen \d+ s ago/, 'seen N s ago'), `Nothing copied: a server (${hostname()} pid ${process.pid} (seen N s ago)) is running on the source database: stop it first.`)
+  t.equal(err[0]?.replace(/seen \d+ s ago/, 'seen N s ago'), `Nothing copied: a server is running on the source database (${hostname()} pid ${process.pid}, seen N s ago): stop it first.`)
   await serving.stop()
   t.equal(await cli('copy', target), 0)
   t.equal(out[0], `Copied 1 app, 2 keys, 3 users and 0 stored responses to ${target}.`)

@@ -38,7 +38,7 @@ export async function copyDatabaseTo (source: Persistence, targetUrl: string, no
 export async function copyDatabase (source: Persistence, target: Persistence, now: number): Promise<CopiedCounts> {
   // A server seen since then is running, or was while this copy read (its heartbeats land later).
   const since = await databaseNow(source.db, source.location.dialect) - GONE_AFTER_MS
-  await refuseWhileServed(source, since, 'is running on the source database: stop it first')
+  await refuseWhileServed(source, since, 'before')
   const snapshot = await source.openSnapshot()
   let open = true
   const closeSnapshot = async (): Promise<void> => {
@@ -62,7 +62,7 @@ export async function copyDatabase (source: Persistence, target: Persistence, no
       const storedResponses = await copyStoredResponses(from, trx, now)
       // Closed first: on in-memory SQLite the snapshot holds the one connection the check needs.
       await closeSnapshot()
-      await refuseWhileServed(source, since, 'started on the source database while copying: stop it, and copy again')
+      await refuseWhileServed(source, since, 'after')
       return { apps: apps.length, keys: keys.length, users, storedResponses }
     })
   } finally {
@@ -70,9 +70,13 @@ export async function copyDatabase (source: Persistence, target: Persistence, no
   }
 }
 
-async function refuseWhileServed (source: Persistence, since: number, what: string): Promise<void> {
+async function refuseWhileServed (source: Persistence, since: number, when: 'before' | 'after'): Promise<void> {
   const servers = await serversSeenSince(source.db, source.location.dialect, since)
-  if (servers.length > 0) throw new CopyRefused(`${servers.length === 1 ? 'a server' : `${servers.length} servers`} (${describeServers(servers)}) ${what}`)
+  if (servers.length === 0) return
+  const one = servers.length === 1
+  throw new CopyRefused(when === 'before'
+    ? `${one ? 'a server is' : `${servers.length} servers are`} running on the source database (${describeServers(servers)}): stop ${one ? 'it' : 'them'} first`
+    : `${one ? 'a server' : `${servers.length} servers`} started on the source database while copying (${describeServers(servers)}): stop ${one ? 'it' : 'them'}, and copy again`)
 }
 
 async function copyUsers (from: Kysely<DatabaseSchema>, to: Kysely<DatabaseSchema>): Promise<number> {

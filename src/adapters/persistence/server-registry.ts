@@ -89,7 +89,7 @@ export async function serversSeenSince (db: Kysely<DatabaseSchema>, dialect: Dia
   return rows.map((r) => ({ host: r.host, pid: r.pid, seenAgoMs: Math.max(0, Number(r.seen_ago)) }))
 }
 
-/** "host pid 123 (seen 2 s ago)", for messages. */
+/** "host pid 123, seen 2 s ago; host pid 456, seen 0 s ago", for messages. */
 export function describeServers (servers: RunningServer[]): string {
-  return servers.map((s) => `${s.host} pid ${s.pid} (seen ${Math.round(s.seenAgoMs / 1000)} s ago)`).join(', ')
+  return servers.map((s) => `${s.host} pid ${s.pid}, seen ${Math.round(s.seenAgoMs / 1000)} s ago`).join('; ')
 }
