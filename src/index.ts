@@ -2,7 +2,7 @@ export { openUsersService, type UsersService, type UsersServiceOptions } from '.
 export { usersHttpPlugin, type UsersHttpOptions, type UsersHttpService } from './adapters/http/users-plugin.js'
 export { buildHttpApp } from './adapters/http/app.js'
 export { holdContinue } from './adapters/http/expect-continue.js'
-export { CopyRefused, type CopiedCounts, type ServerAnnouncement } from './adapters/persistence/copy-outcome.js'
+export { CopyRefused, SnapshotEnded, type CopiedCounts, type ServerAnnouncement } from './adapters/persistence/exported.js'
 export {
   UsersError, ValidationError, UserNotFoundError, UserIdTakenError, EmailTakenError, PreconditionFailedError,
   type DomainError, type DomainErrorCode, type FieldError

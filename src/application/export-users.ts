@@ -11,7 +11,8 @@ export const EXPORT_PAGE = 1000
  * all), read a page at a time (an operator's export, the CLI's `users export`); memory stays at
  * one page however many users the app has. Writes go on meanwhile (see
  * Transactor.readSnapshot). The snapshot ends with the iteration: run it to its end, or stop it
- * with `break` or `return()`. Throws `ValidationError` for an unknown app (at the first step of
+ * with `break` or `return()` (left 10 minutes without a next step, it ends by itself, and that
+ * step fails). Throws `ValidationError` for an unknown app (at the first step of
  * the iteration).
  */
 export function exportUsers ({ apps, transactor }: { apps: Pick<AppRepository, 'appExists'>, transactor: Pick<Transactor, 'readSnapshot'> }, pageSize = EXPORT_PAGE) {

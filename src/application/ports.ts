@@ -46,7 +46,8 @@ export interface UserRepository {
 /**
  * Reads that all see the database as it was at one moment, that of the first: what is written
  * meanwhile, they do not see. Holds a connection (and, on PostgreSQL, the oldest rows' versions)
- * until `close`, which must follow.
+ * until `close`, which must follow. The service's adapters end one left 10 minutes without a
+ * read, so that one forgotten cannot hold them for ever: a read then fails (`SnapshotEnded`).
  */
 export interface ReadSnapshot {
   users: Pick<UserRepository, 'listPage'>

@@ -2,14 +2,15 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { parseArgs, runCommand } from '../../src/adapters/cli/cli.js'
+import { parseArgs, runCommand, type ParsedCommand } from '../../src/adapters/cli/cli.js'
 import { sharedRateLimitStore } from '../../src/adapters/http/rate-limit-store.js'
 import { DELETE_BATCH, deleteInBatches } from '../../src/adapters/persistence/batches.js'
 import { parseDatabaseUrl } from '../../src/adapters/persistence/database-url.js'
 import { isRetryable, isUnavailable, uniqueViolation } from '../../src/adapters/persistence/database-errors.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { ConfigError, dataFolder, loadConfig } from '../../src/config.js'
-import { openUsersService } from '../../src/users-service.js'
+import { openUsersService, type UsersService } from '../../src/users-service.js'
+import { SnapshotEnded } from '../../src/adapters/persistence/exported.js'
 
 t.test('configuration: defaults, and one clear error per bad setting', async (t) => {
   t.match(loadConfig({}), { port: 3000, host: '127.0.0.1', databaseUrl: 'sqlite:./data/users.db', logLevel: 'info', rateLimitPerMinute: 6000, poolMax: 10, postgresPipeline: true, sqliteSynchronous: 'NORMAL' })
@@ -156,6 +157,9 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.equal(drains, 2, 'waiting for the output to take each line')
   t.equal(await cli('users', 'export', 'app_none'), 1)
   t.equal(err[0], 'No app app_none. See the apps: apps list')
+  const stalled = { exportUsers: async function * () { yield { userId: 'a' }; throw new SnapshotEnded('the read snapshot has ended') } }
+  t.equal(await runCommand(parseArgs(['users', 'export', appId], io) as ParsedCommand, { databaseUrl: 'sqlite::memory:', openService: async () => stalled as unknown as UsersService }, io), 1)
+  t.equal(err.at(-1), 'Export stopped: nothing was read from it for 10 minutes, so its snapshot ended (export into a file, or to a reader that keeps reading).', 'a reader that stopped reading: one line')
   await service.createUser({ appId, email: 'c@example.com', userId: 'c' })
   const dir = mkdtempSync(join(tmpdir(), 'klaim-copy-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))

@@ -1,10 +1,12 @@
 import t from 'tap'
 import { EmailTakenError, PreconditionFailedError, UserIdTakenError, UserNotFoundError, ValidationError } from '../../src/index.js'
 import type { UnitOfWork } from '../../src/application/ports.js'
-import { eachDatabase } from '../helpers/databases.js'
+import { databases, eachDatabase } from '../helpers/databases.js'
 import { freshPersistence, freshService } from '../helpers/fixtures.js'
 import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
 import { sql } from '../../src/adapters/persistence/kysely.js'
+import { SnapshotEnded } from '../../src/adapters/persistence/exported.js'
+import { snapshotOpener } from '../../src/adapters/persistence/read-snapshot.js'
 import { sampleUser } from '../helpers/users.js'
 import { exportUsers } from '../../src/application/export-users.js'
 import { toProfile, type User, type UserProfile } from '../../src/domain/user.js'
@@ -310,6 +312,26 @@ t.test('exportUsers on in-memory SQLite: one snapshot too, holding the one conne
   t.notOk(inserted, 'the insert waited for the export')
   await insert
   t.ok(await users.findByUserId('app1', 'u0'), 'and was made after it')
+})
+
+t.test('a read snapshot left idle past its limit ends, and a read then fails with SnapshotEnded', async (t) => {
+  const urls = [...await Promise.all(databases.map(async (db) => await db.fresh(t))), 'sqlite::memory:']
+  for (const databaseUrl of urls) {
+    t.test(databaseUrl === 'sqlite::memory:' ? 'in-memory SQLite' : databaseUrl.startsWith('sqlite:') ? 'a SQLite file' : 'PostgreSQL', async (t) => {
+      const persistence = await openPersistence({ databaseUrl })
+      t.teardown(async () => await persistence.close())
+      await persistence.apps.insertApp({ appId: 'app1', name: 'app1', createdAt: 1 })
+      const snapshot = await snapshotOpener(persistence.location, persistence.db, 5000, 100)()
+      t.same(await snapshot.db.selectFrom('apps').select('id').execute(), [{ id: 'app1' }])
+      // Ended by its timer: no session is left idle in a transaction (PostgreSQL), the WAL can be
+      // emptied (a SQLite file), the one connection is free (in-memory, where this waits for it).
+      while (await snapshotHeld(persistence)) await new Promise((resolve) => setImmediate(resolve))
+      await t.rejects(snapshot.db.selectFrom('apps').select('id').execute(), { constructor: SnapshotEnded, message: 'the read snapshot has ended: no read for 0.1 s' })
+      await snapshot.close()
+      await persistence.apps.insertApp({ appId: 'app2', name: 'app2', createdAt: 1 })
+      t.equal((await persistence.apps.listApps()).length, 2, 'the service goes on')
+    })
+  }
 })
 
 /** Whether a read snapshot is still open: a transaction left idle (PostgreSQL), a reader the WAL cannot be checkpointed past (SQLite). */

@@ -2,7 +2,7 @@ import type { UsersService } from '../../users-service.js'
 import { isUnknownApp } from '../../application/apps.js'
 import { UsersError } from '../../domain/errors.js'
 import { parseDatabaseUrl } from '../persistence/database-url.js'
-import { CopyRefused } from '../persistence/copy-outcome.js'
+import { CopyRefused, SnapshotEnded } from '../persistence/exported.js'
 import { BackupRefused, backupSqliteFile } from '../persistence/sqlite-backup.js'
 
 export interface CliIo {
@@ -176,12 +176,17 @@ const VERBS: Record<string, Verb> = {
     summary: 'Print every user of an app, one JSON line each (as users get --json), in user_id order.',
     args: 1,
     async run (service, [appId], _json, io) {
-      await ofApp(appId, (async () => {
-        for await (const user of service.exportUsers({ appId })) {
-          io.out(JSON.stringify(user))
-          await io.drain?.()
-        }
-      })())
+      try {
+        await ofApp(appId, (async () => {
+          for await (const user of service.exportUsers({ appId })) {
+            io.out(JSON.stringify(user))
+            await io.drain?.()
+          }
+        })())
+      } catch (error) {
+        if (error instanceof SnapshotEnded) throw new CliError('Export stopped: nothing was read from it for 10 minutes, so its snapshot ended (export into a file, or to a reader that keeps reading).')
+        throw error
+      }
     }
   },
   'users delete': {

@@ -1,4 +1,4 @@
-import { CopyRefused, type CopiedCounts } from './copy-outcome.js'
+import { CopyRefused, type CopiedCounts } from './exported.js'
 import { parseDatabaseUrl } from './database-url.js'
 import { rowToUser, USER_COLUMNS, userToRow } from './kysely-user-repository.js'
 import type { Kysely } from './kysely.js'

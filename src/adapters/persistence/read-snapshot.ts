@@ -1,4 +1,6 @@
+import type { KyselyPlugin } from 'kysely'
 import type { DatabaseLocation } from './database-url.js'
+import { SnapshotEnded } from './exported.js'
 import { sql, type Kysely } from './kysely.js'
 import type { DatabaseSchema } from './schema.js'
 import { openSqliteReader } from './sqlite.js'
@@ -10,11 +12,15 @@ export interface OpenSnapshot {
 }
 
 /**
- * How long a PostgreSQL snapshot may wait between two reads, on a slow reader of the export
- * (a pipe into `less`): longer than the service's transactions may (IDLE_IN_TRANSACTION_MS),
- * not forever, as it holds back vacuum until it ends.
+ * How long a snapshot may wait between two reads, on a slow reader of the export (a pipe into
+ * `less`): longer than the service's transactions may (IDLE_IN_TRANSACTION_MS), not forever, as
+ * it holds back PostgreSQL's vacuum, and SQLite's write-ahead log cannot be emptied past it (nor
+ * can anything else run on an in-memory database while it lasts). `endWhenIdle` ends it.
  */
 export const SNAPSHOT_IDLE_MS = 10 * 60_000
+
+/** How much later than the client PostgreSQL ends an idle snapshot (when the client is gone). */
+const SERVER_IDLE_GRACE_MS = 5000
 
 /**
  * Opens read snapshots of the database at `location` (see Transactor.readSnapshot).
@@ -24,24 +30,53 @@ export const SNAPSHOT_IDLE_MS = 10 * 60_000
  *   checkpointed past the snapshot, so it grows by what is written until the snapshot ends.
  * - In-memory SQLite, whose one connection is the only way to the data: a deferred transaction
  *   on it, which holds it, and every other statement waits for the snapshot's end.
+ * A snapshot idle for `idleMs` ends, and its next read fails with `SnapshotEnded`.
  */
-export function snapshotOpener (location: DatabaseLocation, db: Kysely<DatabaseSchema>, lockTimeoutMs: number): () => Promise<OpenSnapshot> {
+export function snapshotOpener (location: DatabaseLocation, db: Kysely<DatabaseSchema>, lockTimeoutMs: number, idleMs = SNAPSHOT_IDLE_MS): () => Promise<OpenSnapshot> {
   if (location.dialect === 'postgres') {
-    return async () => await readOnlyTransaction(db, async (trx) => {
-      await sql`set local idle_in_transaction_session_timeout = ${sql.lit(SNAPSHOT_IDLE_MS)}`.execute(trx)
-    })
+    return async () => endWhenIdle(await readOnlyTransaction(db, async (trx) => {
+      // The server's own limit, for a client that vanished: a little later than ours.
+      await sql`set local idle_in_transaction_session_timeout = ${sql.lit(idleMs + SERVER_IDLE_GRACE_MS)}`.execute(trx)
+    }), idleMs)
   }
-  if (location.filename === ':memory:') return async () => await readOnlyTransaction(db)
+  if (location.filename === ':memory:') return async () => endWhenIdle(await readOnlyTransaction(db), idleMs)
   return async () => {
     const reader = openSqliteReader(location.filename, lockTimeoutMs)
     try {
       const snapshot = await readOnlyTransaction(reader)
-      return { db: snapshot.db, close: async () => { await snapshot.close(); await reader.destroy() } }
+      return endWhenIdle({ db: snapshot.db, close: async () => { await snapshot.close(); await reader.destroy() } }, idleMs)
     } catch (error) {
       await reader.destroy()
       throw error
     }
   }
+}
+
+/** Closes `snapshot` once no read has begun or ended on it for `idleMs`; a read after that fails with `SnapshotEnded`. */
+function endWhenIdle (snapshot: OpenSnapshot, idleMs: number): OpenSnapshot {
+  let closing: Promise<void> | undefined
+  const close = async (): Promise<void> => {
+    clearTimeout(timer)
+    await (closing ??= snapshot.close())
+  }
+  const end = (): void => { close().catch(() => {}) }
+  let timer = setTimeout(end, idleMs).unref()
+  const stillIdle = (): void => {
+    clearTimeout(timer)
+    if (closing === undefined) timer = setTimeout(end, idleMs).unref()
+  }
+  const plugin: KyselyPlugin = {
+    transformQuery: ({ node }) => {
+      if (closing !== undefined) throw new SnapshotEnded(`the read snapshot has ended: no read for ${idleMs / 1000} s`)
+      stillIdle()
+      return node
+    },
+    transformResult: async ({ result }) => {
+      stillIdle()
+      return result
+    }
+  }
+  return { db: snapshot.db.withPlugin(plugin), close }
 }
 
 async function readOnlyTransaction (db: Kysely<DatabaseSchema>, prepare?: (trx: Kysely<DatabaseSchema>) => Promise<void>): Promise<OpenSnapshot> {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
-import type { ServerAnnouncement } from './copy-outcome.js'
+import type { ServerAnnouncement } from './exported.js'
 import type { DialectName } from './database-url.js'
 import { sql, type Kysely } from './kysely.js'
 import type { DatabaseSchema } from './schema.js'
