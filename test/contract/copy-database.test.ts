@@ -171,7 +171,12 @@ t.test('a server\'s heartbeats: its row comes back if it went, none after stop()
   const persistence = await openPersistence({ databaseUrl: url })
   t.teardown(async () => await persistence.close())
   const errors: Error[] = []
+  const now = await databaseNow(persistence.db, 'sqlite')
+  const row = { host: 'h', pid: 1, started_at: 0 }
+  await persistence.db.insertInto('servers').values([{ ...row, id: 'gone', seen_at: now - GONE_AFTER_MS - 1000 }, { ...row, id: 'quiet', seen_at: now - 20_000 }]).execute()
   const server = await announceServer(persistence.db, 'sqlite', { heartbeatMs: 1, onError: (error) => errors.push(error) })
+  t.same((await persistence.db.selectFrom('servers').select('id').where('pid', '=', 1).execute()).map((r) => r.id), ['quiet'], 'a start clears the rows of servers gone, not of one still counted')
+  await persistence.db.deleteFrom('servers').where('pid', '=', 1).execute()
   const [seen] = await serverRows(persistence)
   t.equal(seen?.[0], process.pid, 'written at once')
   await persistence.db.deleteFrom('servers').execute()

@@ -41,7 +41,7 @@ export async function databaseNow (db: Kysely<DatabaseSchema>, dialect: DialectN
 
 /**
  * Writes a row for this process in `servers` now, and its time seen every HEARTBEAT_MS until
- * `stop()` deletes it (see ServerAnnouncement). A write that fails is told to `onError` and made
+ * `stop()` deletes it (see ServerAnnouncement); first, it deletes the rows of servers gone. A write that fails is told to `onError` and made
  * again at the next heartbeat, which writes the whole row: a server whose row went (a database
  * restored, a failover) is seen again within one heartbeat.
  */
@@ -64,6 +64,9 @@ export async function announceServer (
   }
   // One write at a time: a heartbeat due while the last one still waits (a slow database) is skipped.
   const beat = async (): Promise<void> => { if (!stopped) await (writing ??= write().finally(() => { writing = undefined })) }
+  // The rows of servers gone without a word (a crash), which count no more: each start clears them.
+  await db.deleteFrom('servers').where('seen_at', '<', sql<number>`${now} - ${GONE_AFTER_MS}`).execute()
+    .catch((error: unknown) => { onError(error instanceof Error ? error : new Error(String(error))) })
   await beat()
   const timer = setInterval(() => { beat().catch(onError) }, heartbeatMs).unref()
   return {
