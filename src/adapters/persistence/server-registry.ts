@@ -41,9 +41,10 @@ export async function databaseNow (db: Kysely<DatabaseSchema>, dialect: DialectN
 
 /**
  * Writes a row for this process in `servers` now, and its time seen every HEARTBEAT_MS until
- * `stop()` deletes it (see ServerAnnouncement); first, it deletes the rows of servers gone. A write that fails is told to `onError` and made
- * again at the next heartbeat, which writes the whole row: a server whose row went (a database
- * restored, a failover) is seen again within one heartbeat.
+ * `stop()` deletes it (see ServerAnnouncement); first, it deletes the rows of servers gone. A
+ * write that fails is told to `onError` and made again at the next heartbeat, which writes the
+ * whole row: a server whose row went (a database restored, a failover) is seen again within one
+ * heartbeat.
  */
 export async function announceServer (
   db: Kysely<DatabaseSchema>,
