@@ -40,13 +40,6 @@ export async function copyDatabase (source: Persistence, target: Persistence, no
   const since = await databaseNow(source.db, source.location.dialect) - GONE_AFTER_MS
   await refuseWhileServed(source, since, 'before')
   const snapshot = await source.openSnapshot()
-  let open = true
-  const closeSnapshot = async (): Promise<void> => {
-    if (open) {
-      open = false
-      await snapshot.close()
-    }
-  }
   try {
     return await target.db.transaction().execute(async (trx) => {
       if (await trx.selectFrom('apps').select('id').limit(1).executeTakeFirst() !== undefined) {
@@ -60,13 +53,14 @@ export async function copyDatabase (source: Persistence, target: Persistence, no
       for (let i = 0; i < keys.length; i += COPY_BATCH) await trx.insertInto('api_keys').values(keys.slice(i, i + COPY_BATCH)).execute()
       const users = await copyUsers(from, trx)
       const storedResponses = await copyStoredResponses(from, trx, now)
-      // Closed first: on in-memory SQLite the snapshot holds the one connection the check needs.
-      await closeSnapshot()
+      // Closed first (closing again below does nothing): on in-memory SQLite the snapshot holds
+      // the one connection the check needs.
+      await snapshot.close()
       await refuseWhileServed(source, since, 'after')
       return { apps: apps.length, keys: keys.length, users, storedResponses }
     })
   } finally {
-    await closeSnapshot()
+    await snapshot.close()
   }
 }
 

@@ -5,7 +5,7 @@ import { sql, type Kysely } from './kysely.js'
 import type { DatabaseSchema } from './schema.js'
 import { openSqliteReader } from './sqlite.js'
 
-/** An open read-only transaction, and how to end it (and free what it holds). */
+/** An open read-only transaction, and how to end it (and free what it holds; a second `close` waits for the first). */
 export interface OpenSnapshot {
   db: Kysely<DatabaseSchema>
   close(): Promise<void>
@@ -33,18 +33,24 @@ const SERVER_IDLE_GRACE_MS = 5000
  * A snapshot idle for `idleMs` ends, and its next read fails with `SnapshotEnded`.
  */
 export function snapshotOpener (location: DatabaseLocation, db: Kysely<DatabaseSchema>, lockTimeoutMs: number, idleMs = SNAPSHOT_IDLE_MS): () => Promise<OpenSnapshot> {
+  const open = transactionOpener(location, db, lockTimeoutMs, idleMs)
+  return async () => endWhenIdle(await open(), idleMs)
+}
+
+/** The read-only transaction of each kind of database (see snapshotOpener), as yet without its idle limit. */
+function transactionOpener (location: DatabaseLocation, db: Kysely<DatabaseSchema>, lockTimeoutMs: number, idleMs: number): () => Promise<OpenSnapshot> {
   if (location.dialect === 'postgres') {
-    return async () => endWhenIdle(await readOnlyTransaction(db, async (trx) => {
+    return async () => await readOnlyTransaction(db, async (trx) => {
       // The server's own limit, for a client that vanished: a little later than ours.
       await sql`set local idle_in_transaction_session_timeout = ${sql.lit(idleMs + SERVER_IDLE_GRACE_MS)}`.execute(trx)
-    }), idleMs)
+    })
   }
-  if (location.filename === ':memory:') return async () => endWhenIdle(await readOnlyTransaction(db), idleMs)
+  if (location.filename === ':memory:') return async () => await readOnlyTransaction(db)
   return async () => {
     const reader = openSqliteReader(location.filename, lockTimeoutMs)
     try {
       const snapshot = await readOnlyTransaction(reader)
-      return endWhenIdle({ db: snapshot.db, close: async () => { await snapshot.close(); await reader.destroy() } }, idleMs)
+      return { db: snapshot.db, close: async () => { await snapshot.close(); await reader.destroy() } }
     } catch (error) {
       await reader.destroy()
       throw error
@@ -52,7 +58,10 @@ export function snapshotOpener (location: DatabaseLocation, db: Kysely<DatabaseS
   }
 }
 
-/** Closes `snapshot` once no read has begun or ended on it for `idleMs`; a read after that fails with `SnapshotEnded`. */
+/**
+ * Closes `snapshot` once no read has begun or ended on it for `idleMs`; a read after that fails
+ * with `SnapshotEnded`. Its `close` may be called again: later calls wait for the first.
+ */
 function endWhenIdle (snapshot: OpenSnapshot, idleMs: number): OpenSnapshot {
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
