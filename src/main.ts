@@ -60,8 +60,9 @@ async function main (): Promise<void> {
   })
   logs.to = app.log
 
-  const keyFile = await ensureFirstApp(service, dataFolder(config.database))
+  const { keyFile, noApp } = await ensureFirstApp(service, dataFolder(config.database))
   if (keyFile !== undefined) app.log.info({ keyFile }, 'created the app "default"; its API key is in this file')
+  if (noApp) app.log.warn('the database has no app (its apps were deleted), so every request is refused: create one with the CLI\'s `apps create <name>`')
 
   // Idempotency keys live 24 hours; purge the expired ones now and then.
   const purge = (): void => {

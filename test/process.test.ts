@@ -1,5 +1,5 @@
-import { execFile, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -20,8 +20,8 @@ function tempDir (t: Test): string {
   return dir
 }
 
-t.test('first start: migrates, writes the key file (0600), logs only its path; SIGTERM exits 0', async (t) => {
-  const dir = tempDir(t)
+/** The compiled server on the default database under `dir`, once it listens; its log lines so far. */
+async function startServer (dir: string): Promise<{ server: ChildProcess, address: string, logs: string[] }> {
   const server = spawn(process.execPath, [SERVER], { cwd: dir, env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', DATABASE_URL: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
   const logs: string[] = []
   const lines = createInterface({ input: server.stdout })
@@ -33,6 +33,12 @@ t.test('first start: migrates, writes the key file (0600), logs only its path; S
       if (match?.[1] !== undefined) resolve(match[1])
     })
   })
+  return { server, address, logs }
+}
+
+t.test('first start: migrates, writes the key file (0600), logs only its path; SIGTERM exits 0', async (t) => {
+  const dir = tempDir(t)
+  const { server, address, logs } = await startServer(dir)
   const keyFile = join(dir, 'data', 'first-api-key.txt')
   const key = readFileSync(keyFile, 'utf8').trim()
   t.equal(statSync(keyFile).mode & 0o777, 0o600)
@@ -51,6 +57,18 @@ t.test('first start: migrates, writes the key file (0600), logs only its path; S
   server.kill('SIGTERM')
   t.equal(await exit, 0)
   t.same(running.all(), [], 'and no longer once stopped')
+
+  // Its one app deleted, the next start creates none (a new key would reopen what was closed).
+  rmSync(keyFile)
+  const cli = async (...args: string[]) => await run(process.execPath, [CLI, ...args], { cwd: dir, env: { ...process.env, DATABASE_URL: '' } })
+  const [app] = JSON.parse((await cli('apps', 'list', '--json')).stdout)
+  await cli('apps', 'delete', app.app_id)
+  const again = await startServer(dir)
+  const stopped = new Promise<number | null>((resolve) => again.server.once('exit', resolve))
+  again.server.kill('SIGTERM')
+  t.equal(await stopped, 0)
+  t.notOk(existsSync(keyFile), 'no key file')
+  t.ok(again.logs.some((l) => /"level":40.*has no app.*apps create/.test(l)), 'a warning says how to make one')
 })
 
 t.test('a bad setting stops the server with one clear line and a non-zero code', async (t) => {

@@ -46,9 +46,9 @@ export function createApp (deps: AppDeps) {
 }
 
 /**
- * The first start's app: creates the app `default` with a key, if the database holds no app at
- * all; undefined when it does. Several processes starting at once on an empty database create
- * one app between them.
+ * The first start's app: creates the app `default` with a key, if the database has never held an
+ * app; undefined when it has (its apps may have been deleted since). Several processes starting
+ * at once on an empty database create one app between them.
  */
 export function createFirstApp (deps: AppDeps) {
   return async function (): Promise<CreatedApp | undefined> {

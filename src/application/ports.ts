@@ -178,12 +178,15 @@ export interface NewKey {
 
 /** Apps and their API keys. Keys are stored only as hashes. */
 export interface AppRepository {
-  /** Stores `app`, and with `firstKey` that key too, in the same transaction. */
+  /**
+   * Stores `app`, and with `firstKey` that key too, in the same transaction, which also records
+   * for good that the database has held an app.
+   */
   insertApp(app: App, firstKey?: NewKey): Promise<void>
   /**
-   * Stores `app` and its key only if the database holds no app at all, checked and written in one
-   * transaction that excludes every other process doing the same; false, storing nothing, when an
-   * app exists.
+   * Stores `app` and its key only if the database has never held an app, checked and written in
+   * one transaction that excludes every other process doing the same; false, storing nothing,
+   * when it has (even if its apps were all deleted since).
    */
   insertFirstApp(app: App, firstKey: NewKey): Promise<boolean>
   appExists(appId: string): Promise<boolean>

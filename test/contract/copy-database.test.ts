@@ -62,6 +62,17 @@ for (const from of databases) {
       await t.rejects(service.copyTo({ databaseUrl: target }), { constructor: CopyRefused, message: /has apps already/ }, 'a second copy into it')
       t.equal((await exported(copy, source.appId)).length, 2, 'which changed nothing')
     })
+
+    t.test(`${from.dialect} to ${to.dialect}, of a database whose apps were all deleted: no first app on the copy either`, async (t) => {
+      const service = await freshService(t, from)
+      const { appId } = await service.createApp({ name: 'gone' })
+      await service.deleteApp({ appId })
+      const target = await to.fresh(t)
+      t.same(await service.copyTo({ databaseUrl: target }), { apps: 0, keys: 0, users: 0, storedResponses: 0 })
+      const copy = await freshService(t, to, { databaseUrl: target })
+      t.equal(await copy.createFirstApp(), undefined, 'as on the source')
+      t.same(await copy.listApps(), [])
+    })
   }
 }
 

@@ -3,6 +3,8 @@ import { KlaimIdCollisionError } from '../../src/application/ports.js'
 import { EmailTakenError, UserIdTakenError } from '../../src/domain/errors.js'
 import type { User } from '../../src/domain/user.js'
 import { sql } from '../../src/adapters/persistence/kysely.js'
+import { migrateToLatest } from '../../src/adapters/persistence/migrations/index.js'
+import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { eachDatabase } from '../helpers/databases.js'
 import { freshPersistence } from '../helpers/fixtures.js'
 
@@ -289,6 +291,43 @@ eachDatabase(t, (t, db) => {
       await t.rejects(kysely.insertInto('users').values(row('later')).execute(), { code: '23503' }, 'a later one finds no app')
     })
   }
+
+  t.test('a first app only in a database that never held one: not after its apps were deleted', async (t) => {
+    const firstKey = (appId: string) => ({ key: { keyId: `key-${appId}`, appId, prefix: 'klaim_sk_abc', createdAt: 1, revokedAt: null }, keyHash: `hash-${appId}` })
+    const { apps } = await freshPersistence(t, db)
+    t.ok(await apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 1 }, firstKey('first')))
+    t.notOk(await apps.insertFirstApp({ appId: 'second', name: 'default', createdAt: 2 }, firstKey('second')))
+    t.ok(await apps.deleteApp('first', 3))
+    t.same(await apps.listApps(), [])
+    t.notOk(await apps.insertFirstApp({ appId: 'third', name: 'default', createdAt: 4 }, firstKey('third')), 'its last app deleted')
+    t.same(await apps.listApps(), [])
+    // An app made some other way (the CLI's `apps create`) counts as well.
+    const other = await freshPersistence(t, db)
+    await other.apps.insertApp({ appId: 'made', name: 'made', createdAt: 1 })
+    t.ok(await other.apps.deleteApp('made', 2))
+    t.notOk(await other.apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 3 }, firstKey('first')))
+    t.same(await other.apps.listApps(), [])
+  })
+
+  t.test('migrating a database that holds apps records that it has held one; an empty one gets its first app', async (t) => {
+    const open = async (databaseUrl: string) => {
+      const p = await openPersistence({ databaseUrl, migrate: false })
+      t.teardown(async () => await p.close())
+      t.same(await migrateToLatest(p.db, db.dialect, '0004-servers'), ['0001-initial', '0002-idempotency-keys', '0003-rate-limits', '0004-servers'])
+      return p
+    }
+    const firstKey = { key: { keyId: 'key-first', appId: 'first', prefix: 'klaim_sk_abc', createdAt: 9, revokedAt: null }, keyHash: 'hash-first' }
+    const withApps = await open(await db.fresh(t))
+    await withApps.db.insertInto('apps').values([{ id: 'older', name: 'older', created_at: 5 }, { id: 'newer', name: 'newer', created_at: 7 }]).execute()
+    t.same(await withApps.migrate(), ['0005-milestones'])
+    t.same((await withApps.db.selectFrom('milestones').selectAll().execute()).map((m) => ({ ...m, reached_at: Number(m.reached_at) })),
+      [{ name: 'first-app', reached_at: 5 }], 'since its oldest app')
+    for (const appId of ['older', 'newer']) t.ok(await withApps.apps.deleteApp(appId, 8))
+    t.notOk(await withApps.apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 9 }, firstKey))
+    const empty = await open(await db.fresh(t))
+    t.same(await empty.migrate(), ['0005-milestones'])
+    t.ok(await empty.apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 9 }, firstKey))
+  })
 
   t.test('a key and a user in one read: only a user of the key\'s app, none for a revoked key', async (t) => {
     const { apps, users } = await withApps(t)

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -9,6 +9,7 @@ import { parseDatabaseUrl } from '../../src/adapters/persistence/database-url.js
 import { isRetryable, isUnavailable, uniqueViolation } from '../../src/adapters/persistence/database-errors.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { ConfigError, dataFolder, loadConfig } from '../../src/config.js'
+import { ensureFirstApp, FIRST_KEY_FILE } from '../../src/first-start.js'
 import { openUsersService, type UsersService } from '../../src/users-service.js'
 import { SnapshotEnded } from '../../src/adapters/persistence/exported.js'
 
@@ -195,6 +196,23 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   const misuse = (argv: string[]) => { try { parseArgs(argv, io) } catch (error) { return error } }
   t.match(misuse(['nope']), { exitCode: 2, message: /Unknown command/ })
   t.match(misuse(['users', 'get', 'x']), { exitCode: 2, message: /Usage/ })
+})
+
+t.test('a start after the last app was deleted creates no app, writes no key file, and says so', async (t) => {
+  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await service.close())
+  const folder = mkdtempSync(join(tmpdir(), 'klaim-first-'))
+  t.teardown(() => rmSync(folder, { recursive: true, force: true }))
+  const first = await ensureFirstApp(service, folder)
+  t.same(first, { keyFile: join(folder, FIRST_KEY_FILE), noApp: false })
+  rmSync(join(folder, FIRST_KEY_FILE))
+  const [app] = await service.listApps()
+  await service.deleteApp({ appId: app?.appId ?? '' })
+  t.same(await ensureFirstApp(service, folder), { noApp: true })
+  t.same(await service.listApps(), [])
+  t.notOk(existsSync(join(folder, FIRST_KEY_FILE)))
+  await service.createApp({ name: 'made' })
+  t.same(await ensureFirstApp(service, folder), { noApp: false }, 'until an app is made')
 })
 
 t.test('shared rate-limit store: windows fixed on the clock, the time left in them, one purge per new window', async (t) => {

@@ -48,6 +48,11 @@ export async function copyDatabase (source: Persistence, target: Persistence, no
       const from = snapshot.db
       const apps = (await from.selectFrom('apps').selectAll().orderBy('id').execute()).map((a) => ({ ...a, created_at: Number(a.created_at) }))
       if (apps.length > 0) await trx.insertInto('apps').values(apps).execute()
+      // That the source has held an app, even if none is left: its next start must not create one.
+      const milestones = (await from.selectFrom('milestones').selectAll().execute()).map((m) => ({ ...m, reached_at: Number(m.reached_at) }))
+      if (milestones.length > 0) {
+        await trx.insertInto('milestones').values(milestones).onConflict((oc) => oc.column('name').doNothing()).execute()
+      }
       const keys = (await from.selectFrom('api_keys').selectAll().orderBy('id').execute())
         .map((k) => ({ ...k, created_at: Number(k.created_at), revoked_at: k.revoked_at === null ? null : Number(k.revoked_at) }))
       for (let i = 0; i < keys.length; i += COPY_BATCH) await trx.insertInto('api_keys').values(keys.slice(i, i + COPY_BATCH)).execute()

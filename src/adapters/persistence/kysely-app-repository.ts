@@ -16,8 +16,11 @@ async function insertKey (db: Kysely<DatabaseSchema>, { key, keyHash }: NewKey):
   }).execute()
 }
 
+/** Stores `app`, its first key if any, and that the database has held an app (in `db`'s transaction). */
 async function insertApp (db: Kysely<DatabaseSchema>, app: App, firstKey?: NewKey): Promise<void> {
   await db.insertInto('apps').values({ id: app.appId, name: app.name, created_at: app.createdAt }).execute()
+  await db.insertInto('milestones').values({ name: 'first-app', reached_at: app.createdAt })
+    .onConflict((oc) => oc.column('name').doNothing()).execute()
   if (firstKey !== undefined) await insertKey(db, firstKey)
 }
 
@@ -36,14 +39,13 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>, dialect: 'sqlit
     .where('k.key_hash', '=', ''))
   return {
     async insertApp (app, firstKey) {
-      if (firstKey === undefined) await insertApp(db, app)
-      else await db.transaction().execute(async (trx) => { await insertApp(trx, app, firstKey) })
+      await db.transaction().execute(async (trx) => { await insertApp(trx, app, firstKey) })
     },
 
     async insertFirstApp (app, firstKey) {
       return await db.transaction().execute(async (trx) => {
         if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(${FIRST_APP_LOCK})`.execute(trx)
-        if (await trx.selectFrom('apps').select('id').limit(1).executeTakeFirst() !== undefined) return false
+        if (await trx.selectFrom('milestones').select('name').where('name', '=', 'first-app').executeTakeFirst() !== undefined) return false
         await insertApp(trx, app, firstKey)
         return true
       })

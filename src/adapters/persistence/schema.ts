@@ -64,6 +64,13 @@ export interface ServersTable {
   seen_at: Millis
 }
 
+/** Things that happened once in the database's life (see migration 0005). */
+export interface MilestonesTable {
+  /** 'first-app': the database has held an app. */
+  name: 'first-app'
+  reached_at: Millis
+}
+
 export interface DatabaseSchema {
   apps: AppsTable
   api_keys: ApiKeysTable
@@ -71,4 +78,5 @@ export interface DatabaseSchema {
   idempotency_keys: IdempotencyKeysTable
   rate_limits: RateLimitsTable
   servers: ServersTable
+  milestones: MilestonesTable
 }
