@@ -96,7 +96,14 @@ async function main (): Promise<void> {
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
 
-  await app.listen({ port: config.port, host: config.host })
+  await app.listen({ port: config.port, host: config.host }).catch(async (error: unknown) => {
+    // A port in use, an address not this host's: one line, once its mark is taken back (a copy
+    // would be refused for 30 s on a server that never served).
+    clearInterval(purgeTimer)
+    await announcement.stop().catch(() => {})
+    await service.close().catch(() => {})
+    fail(`cannot listen (${error instanceof Error ? error.message : String(error)})`)
+  })
 }
 
 await main()

@@ -2,6 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { createServer, type AddressInfo } from 'node:net'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import Database from 'better-sqlite3'
@@ -90,6 +91,20 @@ t.test('a database it cannot open stops the server with one clear line and a non
     t.match((result as { stderr: string }).stderr, /^klaim-users: cannot open the database \(.+\)\n$/)
     t.match((result as { stderr: string }).stderr, reason)
   }
+})
+
+t.test('a port in use stops the server with one clear line, a non-zero code, and no mark left in the database', async (t) => {
+  const dir = tempDir(t)
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { taken.close() })
+  const { port } = taken.address() as AddressInfo
+  const result = await run(process.execPath, [SERVER], { cwd: dir, env: { ...process.env, PORT: String(port), DATABASE_URL: '' } }).catch((e: { code: number, stderr: string }) => e)
+  t.equal((result as { code: number }).code, 1)
+  t.match((result as { stderr: string }).stderr, /^klaim-users: cannot listen \(.*EADDRINUSE.*\)\n$/)
+  const database = new Database(join(dir, 'data', 'users.db'), { readonly: true })
+  t.teardown(() => database.close())
+  t.same(database.prepare('select pid from servers').all(), [], 'so a copy can run at once')
 })
 
 t.test('cli: apps create prints exactly one JSON line; the key works; revoke holds', async (t) => {
