@@ -3,7 +3,9 @@ import t from 'tap'
 import { buildHttpApp } from '../../src/adapters/http/app.js'
 import { copyDatabase } from '../../src/adapters/persistence/copy-database.js'
 import { CopyRefused } from '../../src/adapters/persistence/exported.js'
-import { sql } from '../../src/adapters/persistence/kysely.js'
+import type { CompiledQuery, DatabaseConnection, Driver, QueryResult } from 'kysely'
+import { Kysely, SqliteAdapter, SqliteIntrospector, SqliteQueryCompiler, sql } from '../../src/adapters/persistence/kysely.js'
+import type { DatabaseSchema } from '../../src/adapters/persistence/schema.js'
 import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
 import { announceServer, databaseNow, GONE_AFTER_MS } from '../../src/adapters/persistence/server-registry.js'
 import type { UsersService } from '../../src/users-service.js'
@@ -205,4 +207,47 @@ t.test('a server\'s heartbeats: its row comes back if it went, none after stop()
   await failing.beat()
   t.match(errors, [{ message: /no such table: servers/ }], 'a heartbeat that fails is told, not thrown')
   await t.rejects(failing.stop(), /no such table/)
+})
+
+t.test('stop() waits for a heartbeat on its way before it deletes the row, which would else come back', async (t) => {
+  // A stand-in database that runs each statement on a connection of its own, as a pool does, and
+  // holds the heartbeat's upsert at a gate: the order the statements reach it is what counts.
+  const reached: string[] = []
+  let gate: Promise<void> = Promise.resolve()
+  const connection: DatabaseConnection = {
+    async executeQuery<R> ({ sql: text }: CompiledQuery): Promise<QueryResult<R>> {
+      if (text.startsWith('insert')) await gate
+      reached.push(text.split(' ')[0] ?? '')
+      return { rows: [] }
+    },
+    streamQuery: () => { throw new Error('not used') }
+  }
+  const driver: Driver = {
+    init: async () => {},
+    acquireConnection: async () => connection,
+    beginTransaction: async () => {},
+    commitTransaction: async () => {},
+    rollbackTransaction: async () => {},
+    releaseConnection: async () => {},
+    destroy: async () => {}
+  }
+  const db = new Kysely<DatabaseSchema>({
+    dialect: {
+      createAdapter: () => new SqliteAdapter(),
+      createDriver: () => driver,
+      createQueryCompiler: () => new SqliteQueryCompiler(),
+      createIntrospector: (kysely) => new SqliteIntrospector(kysely)
+    }
+  })
+  const server = await announceServer(db, 'sqlite', { heartbeatMs: 60_000 })
+  t.same(reached, ['delete', 'insert'], 'the gone servers\' rows cleared, its own written')
+  let open = (): void => {}
+  gate = new Promise((resolve) => { open = resolve })
+  const beat = server.beat()
+  const stopped = server.stop()
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(reached, ['delete', 'insert'], 'stop() has not deleted while the heartbeat waits')
+  open()
+  await Promise.all([beat, stopped])
+  t.same(reached, ['delete', 'insert', 'insert', 'delete'], 'the heartbeat\'s upsert, then the delete')
 })
