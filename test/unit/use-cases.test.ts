@@ -6,7 +6,7 @@ import { freshPersistence, freshService } from '../helpers/fixtures.js'
 import { openPersistence, type Persistence } from '../../src/adapters/persistence/open-persistence.js'
 import { sql } from '../../src/adapters/persistence/kysely.js'
 import { SnapshotEnded } from '../../src/adapters/persistence/exported.js'
-import { snapshotOpener } from '../../src/adapters/persistence/read-snapshot.js'
+import { endWhenIdle, snapshotOpener, type Schedule } from '../../src/adapters/persistence/read-snapshot.js'
 import { sampleUser } from '../helpers/users.js'
 import { exportUsers } from '../../src/application/export-users.js'
 import { toProfile, type User, type UserProfile } from '../../src/domain/user.js'
@@ -335,6 +335,38 @@ t.test('a read snapshot left idle past its limit ends, and a read then fails wit
     await persistence.apps.insertApp({ appId: 'app2', name: 'app2', createdAt: 1 })
     t.equal((await persistence.apps.listApps()).length, 2, `${name}: the service goes on`)
   }
+})
+
+t.test('each read keeps a snapshot open: it ends only once no read has begun or ended for its limit', async (t) => {
+  const persistence = await openPersistence({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await persistence.close())
+  // A clock of the test's own, moved by hand: no wait, and no race with the machine's speed.
+  let now = 0
+  const timers = new Set<{ at: number, fn: () => void }>()
+  const schedule: Schedule = (fn, ms) => {
+    const timer = { at: now + ms, fn }
+    timers.add(timer)
+    return () => { timers.delete(timer) }
+  }
+  const advance = (ms: number): void => {
+    now += ms
+    for (const timer of [...timers]) if (timer.at <= now) { timers.delete(timer); timer.fn() }
+  }
+  const trx = await persistence.db.startTransaction().execute()
+  let closed = 0
+  const snapshot = endWhenIdle({ db: trx, close: async () => { closed++; await trx.rollback().execute() } }, 1000, schedule)
+  const read = async () => await snapshot.db.selectFrom('apps').select('id').execute()
+  for (let i = 0; i < 3; i++) {
+    advance(900)
+    t.same(await read(), [], `a read after ${now} ms`)
+  }
+  advance(999)
+  t.equal(closed, 0, 'open 2.7 s after it began, and 999 ms after the last read')
+  advance(1)
+  t.equal(closed, 1, 'ended 1,000 ms after it')
+  await t.rejects(read(), { constructor: SnapshotEnded, message: /has ended/ }, 'then a read fails')
+  await snapshot.close()
+  t.equal(closed, 1, 'once')
 })
 
 /** Whether a read snapshot is still open: a transaction left idle (PostgreSQL), a reader the WAL cannot be checkpointed past (SQLite). */

@@ -58,21 +58,29 @@ function transactionOpener (location: DatabaseLocation, db: Kysely<DatabaseSchem
   }
 }
 
+/** Calls `fn` after `ms` unless the function it returns is called first (a test passes its own clock). */
+export type Schedule = (fn: () => void, ms: number) => () => void
+
+const unrefTimeout: Schedule = (fn, ms) => {
+  const timer = setTimeout(fn, ms).unref()
+  return () => { clearTimeout(timer) }
+}
+
 /**
  * Closes `snapshot` once no read has begun or ended on it for `idleMs`; a read after that fails
  * with `SnapshotEnded`. Its `close` may be called again: later calls wait for the first.
  */
-function endWhenIdle (snapshot: OpenSnapshot, idleMs: number): OpenSnapshot {
+export function endWhenIdle (snapshot: OpenSnapshot, idleMs: number, schedule: Schedule = unrefTimeout): OpenSnapshot {
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
-    clearTimeout(timer)
+    cancel()
     await (closing ??= snapshot.close())
   }
   const end = (): void => { close().catch(() => {}) }
-  let timer = setTimeout(end, idleMs).unref()
+  let cancel = schedule(end, idleMs)
   const stillIdle = (): void => {
-    clearTimeout(timer)
-    if (closing === undefined) timer = setTimeout(end, idleMs).unref()
+    cancel()
+    if (closing === undefined) cancel = schedule(end, idleMs)
   }
   const plugin: KyselyPlugin = {
     transformQuery: ({ node }) => {
