@@ -1,4 +1,5 @@
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import type { UsersService } from './users-service.js'
 
@@ -10,20 +11,44 @@ export interface FirstStart {
   noApp: boolean
 }
 
+const reason = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
 /**
  * On a database that has never held an app, creates the app `default` and writes its key to a
- * file only the owner can read. Creates nothing when apps exist, when another process starting
- * at the same time created the first, or when the apps were all deleted (`noApp`): a deleted
- * last app is not brought back as a new one with a new key.
+ * file in `folder` only the owner can read. Creates nothing when apps exist, when another process
+ * starting at the same time created the first, or when the apps were all deleted (`noApp`): a
+ * deleted last app is not brought back as a new one with a new key.
+ *
+ * The file is opened before the app is created, so a folder it cannot write to stops the start
+ * with nothing created (not an app whose only key was lost). Each process writes a file of its
+ * own; the one whose app was created moves it into place, the others remove theirs, so that no
+ * start undoes another's.
  */
 export async function ensureFirstApp (service: Pick<UsersService, 'listApps' | 'createFirstApp'>, folder: string): Promise<FirstStart> {
-  // Most starts find apps: one read, without the first start's lock.
+  // Most starts find apps: one read, without the first start's lock or the file.
   if ((await service.listApps()).length > 0) return { noApp: false }
-  const app = await service.createFirstApp()
-  if (app === undefined) return { noApp: (await service.listApps()).length === 0 }
-  mkdirSync(folder, { recursive: true, mode: 0o700 })
   const path = join(folder, FIRST_KEY_FILE)
-  writeFileSync(path, `${app.apiKey}\n`, { mode: 0o600 })
-  chmodSync(path, 0o600) // mode applies only when the file is new
-  return { keyFile: path, noApp: false }
+  const pending = `${path}.${randomBytes(6).toString('hex')}.tmp`
+  let file: number
+  try {
+    mkdirSync(folder, { recursive: true, mode: 0o700 })
+    file = openSync(pending, 'wx', 0o600)
+  } catch (error) {
+    throw new Error(`cannot write the first app's API key, so none was created (${reason(error)})`, { cause: error })
+  }
+  try {
+    const app = await service.createFirstApp()
+    if (app === undefined) return { noApp: (await service.listApps()).length === 0 }
+    try {
+      writeSync(file, `${app.apiKey}\n`)
+      fsyncSync(file)
+      renameSync(pending, path)
+    } catch (error) {
+      throw new Error(`created the app "default" (${app.appId}) but could not write its key to ${path} (${reason(error)}): make one with the CLI's \`keys create ${app.appId}\``, { cause: error })
+    }
+    return { keyFile: path, noApp: false }
+  } finally {
+    closeSync(file)
+    rmSync(pending, { force: true })
+  }
 }

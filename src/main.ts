@@ -61,6 +61,7 @@ async function main (): Promise<void> {
   logs.to = app.log
 
   const { keyFile, noApp } = await ensureFirstApp(service, dataFolder(config.database))
+    .catch((error: unknown) => fail(error instanceof Error ? error.message : String(error)))
   if (keyFile !== undefined) app.log.info({ keyFile }, 'created the app "default"; its API key is in this file')
   if (noApp) app.log.warn('the database has no app (its apps were deleted), so every request is refused: create one with the CLI\'s `apps create <name>`')
 

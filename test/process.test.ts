@@ -107,6 +107,15 @@ t.test('a port in use stops the server with one clear line, a non-zero code, and
   t.same(database.prepare('select pid from servers').all(), [], 'so a copy can run at once')
 })
 
+t.test('a first start that cannot write the key file stops with one clear line and a non-zero code', async (t) => {
+  const dir = tempDir(t)
+  // In memory, the key file goes to ./data: here a file, not a folder.
+  writeFileSync(join(dir, 'data'), '')
+  const result = await run(process.execPath, [SERVER], { cwd: dir, env: { ...process.env, PORT: '0', DATABASE_URL: 'sqlite::memory:' } }).catch((e: { code: number, stderr: string }) => e)
+  t.equal((result as { code: number }).code, 1)
+  t.match((result as { stderr: string }).stderr, /^klaim-users: cannot write the first app's API key, so none was created \(.*(EEXIST|ENOTDIR).*\)\n$/)
+})
+
 t.test('cli: apps create prints exactly one JSON line; the key works; revoke holds', async (t) => {
   const dir = tempDir(t)
   const env = { ...process.env, DATABASE_URL: `sqlite:${join(dir, 'db', 'users.db')}` }

@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { buildHttpApp } from '../../src/adapters/http/app.js'
-import { ensureFirstApp } from '../../src/first-start.js'
+import { ensureFirstApp, FIRST_KEY_FILE } from '../../src/first-start.js'
 import { openUsersService } from '../../src/users-service.js'
 import { eachDatabase } from '../helpers/databases.js'
 import { tally } from '../helpers/users.js'
@@ -80,5 +80,17 @@ eachDatabase(t, (t, db) => {
     t.ok(await services[2].authenticate(winners[0]?.apiKey ?? ''), 'with its key')
     const starts = await Promise.all(services.map(async (service, i) => await ensureFirstApp(service, folders[i] as string)))
     t.same(starts, [{ noApp: false }, { noApp: false }, { noApp: false }], 'a later start writes no key file')
+  })
+
+  t.test('servers starting at once on an empty database with one data folder: one key file, no other', async (t) => {
+    const url = await db.freshShared(t)
+    const services = await Promise.all([1, 2, 3].map(async () => await openUsersService({ databaseUrl: url, poolMax: 5 })))
+    t.teardown(async () => { for (const service of services) await service.close() })
+    const folder = mkdtempSync(join(tmpdir(), 'klaim-first-'))
+    t.teardown(() => rmSync(folder, { recursive: true, force: true }))
+    const starts = await Promise.all(services.map(async (service) => await ensureFirstApp(service, folder)))
+    t.same(starts.filter((start) => start.keyFile !== undefined), [{ keyFile: join(folder, FIRST_KEY_FILE), noApp: false }], 'one wrote it')
+    t.same(readdirSync(folder), [FIRST_KEY_FILE], 'the others left nothing behind')
+    t.ok(await services[1]?.authenticate(readFileSync(join(folder, FIRST_KEY_FILE), 'utf8').trim()), 'and its key is the app\'s')
   })
 })

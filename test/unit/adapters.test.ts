@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -198,7 +198,7 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.match(misuse(['users', 'get', 'x']), { exitCode: 2, message: /Usage/ })
 })
 
-t.test('a start after the last app was deleted creates no app, writes no key file, and says so', async (t) => {
+t.test('a start after the last app was deleted creates no app, writes no key file, and reports that none is left', async (t) => {
   const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
   t.teardown(async () => await service.close())
   const folder = mkdtempSync(join(tmpdir(), 'klaim-first-'))
@@ -213,6 +213,22 @@ t.test('a start after the last app was deleted creates no app, writes no key fil
   t.notOk(existsSync(join(folder, FIRST_KEY_FILE)))
   await service.createApp({ name: 'made' })
   t.same(await ensureFirstApp(service, folder), { noApp: false }, 'until an app is made')
+})
+
+t.test('a first start that cannot write the key file creates no app', async (t) => {
+  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
+  t.teardown(async () => await service.close())
+  const dir = mkdtempSync(join(tmpdir(), 'klaim-first-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'taken'), '')
+  await t.rejects(ensureFirstApp(service, join(dir, 'taken')), { message: /^cannot write the first app's API key, so none was created \(.*(EEXIST|ENOTDIR)/ })
+  t.same(await service.listApps(), [], 'no app whose only key would be lost')
+  const folder = join(dir, 'data')
+  const { keyFile } = await ensureFirstApp(service, folder)
+  t.same(readdirSync(folder), [FIRST_KEY_FILE], 'once it can, the key file and nothing else')
+  t.ok(await service.authenticate(readFileSync(keyFile ?? '', 'utf8').trim()), 'holding the key')
+  t.equal(statSync(folder).mode & 0o777, 0o700)
+  t.equal(statSync(keyFile ?? '').mode & 0o777, 0o600)
 })
 
 t.test('shared rate-limit store: windows fixed on the clock, the time left in them, one purge per new window', async (t) => {
