@@ -68,7 +68,7 @@ const VERBS: Record<string, Verb> = {
     async run (service, _args, json, io) {
       const apps = await service.listApps()
       if (json) return io.out(JSON.stringify(apps.map((a) => ({ app_id: a.appId, name: a.name, created_at: a.createdAt }))))
-      if (apps.length === 0) return io.out('No apps yet. Create one: apps create <name>')
+      if (apps.length === 0) return io.out('No apps. Create one: apps create <name>')
       for (const a of apps) io.out(`${a.appId}  ${a.name}  (created ${iso(a.createdAt)})`)
     }
   },
@@ -78,9 +78,10 @@ const VERBS: Record<string, Verb> = {
     args: 1,
     async run (service, [appId], json, io) {
       const { app, users, keys, storedResponses } = await ofApp(appId, service.deleteApp({ appId }))
-      io.out(json
-        ? JSON.stringify({ app_id: app.appId, name: app.name, users, keys, stored_responses: storedResponses, deleted: true })
-        : `Deleted app ${app.appId} (${app.name}): ${count(users, 'user')}, ${count(keys, 'key')}, ${count(storedResponses, 'stored response')}.`)
+      if (json) return io.out(JSON.stringify({ app_id: app.appId, name: app.name, users, keys, stored_responses: storedResponses, deleted: true }))
+      io.out(`Deleted app ${app.appId} (${app.name}): ${count(users, 'user')}, ${count(keys, 'key')}, ${count(storedResponses, 'stored response')}.`)
+      // No start creates an app on a database that has held one: say what the operator must do.
+      if ((await service.listApps()).length === 0) io.out('That was the last app: every request is refused until one is created (apps create <name>).')
     }
   },
   'keys create': {
