@@ -13,6 +13,9 @@ import { ensureFirstApp } from './first-start.js'
  */
 const HEAP_GROWING_PERCENT = 50
 
+/** An error's message, for a line of `fail`'s. */
+const messageOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
 /** Stops the process with one line on stderr and exit code 1, not a stack trace. */
 function fail (message: string): never {
   process.stderr.write(`klaim-users: ${message.replace(/\s+/g, ' ')}\n`)
@@ -47,7 +50,7 @@ async function main (): Promise<void> {
     sqliteBackgroundCheckpoints: {
       onError: (error) => logs.to?.warn({ err: error }, 'the background WAL checkpoint failed; SQLite falls back to its own at 10,000 pages')
     }
-  }).catch((error: unknown) => fail(`cannot open the database (${error instanceof Error ? error.message : String(error)})`))
+  }).catch((error: unknown) => fail(`cannot open the database (${messageOf(error)})`))
   const { buildHttpApp, loggerOptions } = await import('./adapters/http/app.js')
   const app = await buildHttpApp({
     service,
@@ -61,7 +64,7 @@ async function main (): Promise<void> {
   logs.to = app.log
 
   const { keyFile, noApp } = await ensureFirstApp(service, dataFolder(config.database))
-    .catch((error: unknown) => fail(error instanceof Error ? error.message : String(error)))
+    .catch((error: unknown) => fail(messageOf(error)))
   if (keyFile !== undefined) app.log.info({ keyFile }, 'created the app "default"; its API key is in this file')
   if (noApp) app.log.warn('the database has no app (its apps were deleted), so every request is refused: create one with the CLI\'s `apps create <name>`')
 
@@ -103,7 +106,7 @@ async function main (): Promise<void> {
     clearInterval(purgeTimer)
     await announcement.stop().catch(() => {})
     await service.close().catch(() => {})
-    fail(`cannot listen (${error instanceof Error ? error.message : String(error)})`)
+    fail(`cannot listen (${messageOf(error)})`)
   })
 }
 

@@ -16,6 +16,9 @@ eachDatabase(t, (t, db) => {
     return p
   }
 
+  /** The first key of app `appId`, as a first start stores it. */
+  const firstKey = (appId: string) => ({ key: { keyId: `key-${appId}`, appId, prefix: 'klaim_sk_abc', createdAt: 1, revokedAt: null }, keyHash: `hash-${appId}` })
+
   let n = 0
   function user (overrides: Partial<User> = {}): User {
     n++
@@ -293,7 +296,6 @@ eachDatabase(t, (t, db) => {
   }
 
   t.test('a first app only in a database that never held one: not after its apps were deleted', async (t) => {
-    const firstKey = (appId: string) => ({ key: { keyId: `key-${appId}`, appId, prefix: 'klaim_sk_abc', createdAt: 1, revokedAt: null }, keyHash: `hash-${appId}` })
     const { apps } = await freshPersistence(t, db)
     t.ok(await apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 1 }, firstKey('first')))
     t.notOk(await apps.insertFirstApp({ appId: 'second', name: 'default', createdAt: 2 }, firstKey('second')))
@@ -316,17 +318,16 @@ eachDatabase(t, (t, db) => {
       t.same(await migrateToLatest(p.db, db.dialect, '0004-servers'), ['0001-initial', '0002-idempotency-keys', '0003-rate-limits', '0004-servers'])
       return p
     }
-    const firstKey = { key: { keyId: 'key-first', appId: 'first', prefix: 'klaim_sk_abc', createdAt: 9, revokedAt: null }, keyHash: 'hash-first' }
     const withApps = await open(await db.fresh(t))
     await withApps.db.insertInto('apps').values([{ id: 'older', name: 'older', created_at: 5 }, { id: 'newer', name: 'newer', created_at: 7 }]).execute()
     t.same(await withApps.migrate(), ['0005-milestones'])
     t.same((await withApps.db.selectFrom('milestones').selectAll().execute()).map((m) => ({ ...m, reached_at: Number(m.reached_at) })),
       [{ name: 'first-app', reached_at: 5 }], 'since its oldest app')
     for (const appId of ['older', 'newer']) t.ok(await withApps.apps.deleteApp(appId, 8))
-    t.notOk(await withApps.apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 9 }, firstKey))
+    t.notOk(await withApps.apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 9 }, firstKey('first')))
     const empty = await open(await db.fresh(t))
     t.same(await empty.migrate(), ['0005-milestones'])
-    t.ok(await empty.apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 9 }, firstKey))
+    t.ok(await empty.apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 9 }, firstKey('first')))
   })
 
   t.test('a key and a user in one read: only a user of the key\'s app, none for a revoked key', async (t) => {
