@@ -56,18 +56,15 @@ export async function announceServer (
   const row = { id, host: hostname(), pid: process.pid, started_at: now, seen_at: now }
   let writing: Promise<void> | undefined
   let stopped = false
+  const tell = (error: unknown): void => { onError(error instanceof Error ? error : new Error(String(error))) }
   const write = async (): Promise<void> => {
-    try {
-      await db.insertInto('servers').values(row).onConflict((oc) => oc.column('id').doUpdateSet({ seen_at: now })).execute()
-    } catch (error) {
-      onError(error instanceof Error ? error : new Error(String(error)))
-    }
+    await db.insertInto('servers').values(row).onConflict((oc) => oc.column('id').doUpdateSet({ seen_at: now })).execute().catch(tell)
   }
   // One write at a time: a heartbeat due while the last one still waits (a slow database) is skipped.
   const beat = async (): Promise<void> => { if (!stopped) await (writing ??= write().finally(() => { writing = undefined })) }
   // The rows of servers gone without a word (a crash), which count no more: each start clears them.
   await db.deleteFrom('servers').where('seen_at', '<', sql<number>`${now} - ${GONE_AFTER_MS}`).execute()
-    .catch((error: unknown) => { onError(error instanceof Error ? error : new Error(String(error))) })
+    .catch(tell)
   await beat()
   const timer = setInterval(() => { beat().catch(onError) }, heartbeatMs).unref()
   return {
