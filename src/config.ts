@@ -1,7 +1,7 @@
 import { isIP } from 'node:net'
 import { isAbsolute, dirname, resolve } from 'node:path'
 import type { Static } from '@sinclair/typebox'
-import { parseDatabaseUrl, type DatabaseLocation } from './adapters/persistence/database-url.js'
+import { parseDatabaseUrl, withoutPassword, type DatabaseLocation } from './adapters/persistence/database-url.js'
 import { Type, Value } from './typebox.js'
 
 // Every setting, as the process sees it after defaults; checked once, at start.
@@ -91,7 +91,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   if (error !== undefined) {
     const name = error.path.slice(1)
     const schema = Settings.properties[name as keyof SettingValues] as { description?: string }
-    throw new ConfigError(`${name} is invalid (${JSON.stringify(env[name] ?? '')}): ${schema?.description ?? error.message}`)
+    throw new ConfigError(`${name} is invalid (${JSON.stringify(withoutPassword(env[name] ?? ''))}): ${schema?.description ?? error.message}`)
   }
   const settings = raw as SettingValues
   const trustProxy = settings.TRUST_PROXY?.split(',').map((entry) => entry.trim()) ?? []

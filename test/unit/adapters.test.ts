@@ -5,7 +5,7 @@ import t from 'tap'
 import { parseArgs, runCommand, type ParsedCommand } from '../../src/adapters/cli/cli.js'
 import { sharedRateLimitStore } from '../../src/adapters/http/rate-limit-store.js'
 import { DELETE_BATCH, deleteInBatches } from '../../src/adapters/persistence/batches.js'
-import { parseDatabaseUrl } from '../../src/adapters/persistence/database-url.js'
+import { parseDatabaseUrl, withoutPassword } from '../../src/adapters/persistence/database-url.js'
 import { isRetryable, isUnavailable, uniqueViolation } from '../../src/adapters/persistence/database-errors.js'
 import { openPersistence } from '../../src/adapters/persistence/open-persistence.js'
 import { ConfigError, dataFolder, loadConfig } from '../../src/config.js'
@@ -25,6 +25,9 @@ t.test('configuration: defaults, and one clear error per bad setting', async (t)
     t.throws(() => loadConfig(env), ConfigError, JSON.stringify(env))
   }
   t.throws(() => loadConfig({ PORT: 'eighty' }), { message: 'PORT is invalid ("eighty"): listening port' })
+  t.throws(() => loadConfig({ DATABASE_URL: 'mysql://klaim:secret@db/users' }), {
+    message: 'DATABASE_URL is invalid ("mysql://klaim:***@db/users"): sqlite:<path>, sqlite::memory:, postgres://... or postgresql://...'
+  }, 'its password not shown')
   t.equal(loadConfig({ METRICS: 'OFF' }).metrics, false)
   t.same(loadConfig({ METRICS_TOKEN: 't' }).metrics, { token: 't' })
   t.same(loadConfig({}).metrics, {})
@@ -53,6 +56,11 @@ t.test('database URLs', async (t) => {
   t.same(parseDatabaseUrl('postgres://u:p@localhost:5432/db'), { dialect: 'postgres', connectionString: 'postgres://u:p@localhost:5432/db' })
   t.same(parseDatabaseUrl('postgresql:///db?host=/tmp/sock'), { dialect: 'postgres', connectionString: 'postgresql:///db?host=/tmp/sock' })
   for (const bad of ['', 'mysql://x', 'postgres://', 'postgres://[bad', 'sqlite:']) t.equal(parseDatabaseUrl(bad), undefined, bad)
+  // As printed: a password never, whatever the rest.
+  t.equal(withoutPassword('postgres://klaim:secret@db:5432/users'), 'postgres://klaim:***@db:5432/users')
+  t.equal(withoutPassword('mysql://klaim:p@ss:w@db/users'), 'mysql://klaim:***@db/users', 'an @ in the password too')
+  t.equal(withoutPassword('postgres://:secret@db/users'), 'postgres://:***@db/users')
+  for (const plain of ['postgres://klaim@db/users', 'postgres://db/users?user=a:b@c', 'sqlite:./data/users.db', 'eighty']) t.equal(withoutPassword(plain), plain)
   await t.rejects(openUsersService({ databaseUrl: 'nope' }), TypeError)
 })
 

@@ -1,7 +1,7 @@
 import type { UsersService } from '../../users-service.js'
 import { isUnknownApp } from '../../application/apps.js'
 import { UsersError } from '../../domain/errors.js'
-import { parseDatabaseUrl } from '../persistence/database-url.js'
+import { parseDatabaseUrl, withoutPassword } from '../persistence/database-url.js'
 import { CopyRefused, SnapshotEnded } from '../persistence/exported.js'
 import { BackupRefused, backupSqliteFile } from '../persistence/sqlite-backup.js'
 
@@ -33,18 +33,6 @@ async function ofApp<T> (appId: string, result: Promise<T>): Promise<T> {
   } catch (error) {
     if (isUnknownApp(error)) throw new CliError(`No app ${appId}. See the apps: apps list`)
     throw error
-  }
-}
-
-/** A database URL as it may be printed: a PostgreSQL password replaced by `***`. */
-function withoutPassword (databaseUrl: string): string {
-  try {
-    const url = new URL(databaseUrl)
-    if (url.password === '') return databaseUrl
-    url.password = '***'
-    return url.toString()
-  } catch {
-    return databaseUrl
   }
 }
 

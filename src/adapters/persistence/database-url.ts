@@ -23,3 +23,12 @@ export function parseDatabaseUrl (url: string): DatabaseLocation | undefined {
   }
   return undefined
 }
+
+/**
+ * `url` as it may be printed or logged: a password in it (`scheme://user:password@host`) replaced
+ * by `***`, whether or not the rest is a database URL this service takes (an error that names a
+ * bad setting must not show its secret). Anything else stays as given.
+ */
+export function withoutPassword (url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@]*:)[^/]*@/i, '$1***@')
+}
