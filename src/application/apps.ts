@@ -49,10 +49,16 @@ export function createApp (deps: AppDeps) {
  * The first start's app: creates the app `default` with a key, if the database has never held an
  * app; undefined when it has (its apps may have been deleted since). Several processes starting
  * at once on an empty database create one app between them.
+ *
+ * `keep` is given the app and its key before anything is stored, to put the key where its
+ * operator will find it: if it throws, nothing is created, so a key that could not be kept never
+ * opens an app. (It may then keep a key that is never stored, when another process created the
+ * first app.)
  */
 export function createFirstApp (deps: AppDeps) {
-  return async function (): Promise<CreatedApp | undefined> {
+  return async function (keep?: (created: CreatedApp) => void | Promise<void>): Promise<CreatedApp | undefined> {
     const { app, firstKey, created } = newApp(deps, 'default')
+    await keep?.(created)
     return await deps.apps.insertFirstApp(app, firstKey) ? created : undefined
   }
 }
