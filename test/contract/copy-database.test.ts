@@ -43,6 +43,12 @@ for (const from of databases) {
 
       const target = await to.fresh(t)
       t.same(await service.copyTo({ databaseUrl: target }), { apps: 2, keys: 3, users: 3, storedResponses: 1 }, 'not the answer that expired')
+      if (to.dialect === 'postgres') {
+        const stats = await openPersistence({ databaseUrl: target })
+        const { rows } = await sql<{ reltuples: number }>`select reltuples from pg_class where relname = 'users'`.execute(stats.db)
+        await stats.close()
+        t.equal(Number(rows[0]?.reltuples), 3, 'its tables analyzed: the planner knows their sizes from the start')
+      }
 
       const copy = await freshService(t, to, { databaseUrl: target })
       const app = await buildHttpApp({ service: copy })

@@ -1,7 +1,7 @@
 import { CopyRefused, type CopiedCounts } from './exported.js'
 import { parseDatabaseUrl } from './database-url.js'
 import { rowToUser, USER_COLUMNS, userToRow } from './kysely-user-repository.js'
-import type { Kysely } from './kysely.js'
+import { sql, type Kysely } from './kysely.js'
 import { openPersistence, type Persistence } from './open-persistence.js'
 import type { DatabaseSchema } from './schema.js'
 import { databaseNow, describeServers, GONE_AFTER_MS, serversSeenSince } from './server-registry.js'
@@ -33,15 +33,16 @@ export async function copyDatabaseTo (source: Persistence, targetUrl: string, no
  * is written in one transaction: a copy that fails or is refused leaves it as it was. Rate-limit
  * windows are not copied (they last a minute). Between SQLite and PostgreSQL either way: a user
  * is read and written as the repositories do (`rowToUser`, `userToRow`); the other rows' times
- * become numbers.
+ * become numbers. A PostgreSQL target's tables are then analyzed.
  */
 export async function copyDatabase (source: Persistence, target: Persistence, now: number): Promise<CopiedCounts> {
   // A server seen since then is running, or was while this copy read (its heartbeats land later).
   const since = await databaseNow(source.db, source.location.dialect) - GONE_AFTER_MS
   await refuseWhileServed(source, since, 'before')
   const snapshot = await source.openSnapshot()
+  let counts: CopiedCounts
   try {
-    return await target.db.transaction().execute(async (trx) => {
+    counts = await target.db.transaction().execute(async (trx) => {
       if (await trx.selectFrom('apps').select('id').limit(1).executeTakeFirst() !== undefined) {
         throw new CopyRefused('the target database has apps already: copy into an empty one')
       }
@@ -67,6 +68,10 @@ export async function copyDatabase (source: Persistence, target: Persistence, no
   } finally {
     await snapshot.close()
   }
+  // PostgreSQL has no statistics of tables filled in one transaction until autovacuum's next pass
+  // (up to a minute); the planner would plan the first requests on guesses.
+  if (target.location.dialect === 'postgres') await sql`analyze apps, api_keys, users, idempotency_keys, milestones`.execute(target.db)
+  return counts
 }
 
 async function refuseWhileServed (source: Persistence, since: number, when: 'before' | 'after'): Promise<void> {
