@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { UsersService } from './users-service.js'
 
@@ -35,7 +35,7 @@ export async function ensureFirstApp (service: Pick<UsersService, 'listApps' | '
   try {
     mkdirSync(folder, { recursive: true, mode: 0o700 })
     // The one thing the key's file could not be moved onto, once the app exists.
-    if (statSync(path, { throwIfNoEntry: false })?.isDirectory() === true) throw new Error(`${path} is a directory`)
+    if (lstatSync(path, { throwIfNoEntry: false })?.isDirectory() === true) throw new Error(`${path} is a directory`)
     file = openSync(pending, 'wx', 0o600)
   } catch (error) {
     throw cannotWrite(error)
