@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { syncPath } from './adapters/system.js'
 import type { UsersService } from './users-service.js'
 
 export const FIRST_KEY_FILE = 'first-api-key.txt'
@@ -19,47 +20,47 @@ const reason = (error: unknown): string => error instanceof Error ? error.messag
  * starting at the same time created the first, or when the apps were all deleted (`noApp`): a
  * deleted last app is not brought back as a new one with a new key.
  *
- * The key is written and synced to disk before the app is created, so a folder it cannot write
- * to (or a full disk) stops the start with nothing created, not with an app whose only key was
- * lost. Each process writes a file of its own; the one whose app was created moves it into place,
- * the others remove theirs, so that no start undoes another's.
+ * The key's file is written, synced and moved into place in the transaction that creates the
+ * app, before its commit: a folder it cannot write to (or a full disk) stops the start with
+ * nothing created, and an app never exists without its key's file, even after a crash. (Should
+ * the commit itself fail, the file holds a key that opens nothing, and the next start, finding
+ * no app, replaces it.)
  */
 export async function ensureFirstApp (service: Pick<UsersService, 'listApps' | 'createFirstApp'>, folder: string): Promise<FirstStart> {
   // Most starts find apps: one read, without the first start's lock or the file.
   if ((await service.listApps()).length > 0) return { noApp: false }
   const path = join(folder, FIRST_KEY_FILE)
-  const pending = `${path}.${randomBytes(6).toString('hex')}.tmp`
-  const cannotWrite = (error: unknown): Error =>
-    new Error(`cannot write the first app's API key, so none was created (${reason(error)})`, { cause: error })
-  let file: number
-  try {
-    mkdirSync(folder, { recursive: true, mode: 0o700 })
-    // The one thing the key's file could not be moved onto, once the app exists.
-    if (lstatSync(path, { throwIfNoEntry: false })?.isDirectory() === true) throw new Error(`${path} is a directory`)
-    file = openSync(pending, 'wx', 0o600)
-  } catch (error) {
-    throw cannotWrite(error)
-  }
-  let holdsTheOnlyKey = false
-  try {
-    const app = await service.createFirstApp((created) => {
-      try {
-        writeFileSync(file, `${created.apiKey}\n`)
-        fsyncSync(file)
-      } catch (error) {
-        throw cannotWrite(error)
-      }
-    })
-    if (app === undefined) return { noApp: (await service.listApps()).length === 0 }
+  const app = await service.createFirstApp(({ apiKey }) => {
     try {
-      renameSync(pending, path)
+      writeKeyFile(folder, path, apiKey)
     } catch (error) {
-      holdsTheOnlyKey = true
-      throw new Error(`created the app "default" (${app.appId}), whose API key is in ${pending}: it could not be renamed ${FIRST_KEY_FILE} (${reason(error)})`, { cause: error })
+      throw new Error(`cannot write the first app's API key, so none was created (${reason(error)})`, { cause: error })
     }
-    return { keyFile: path, noApp: false }
+  })
+  if (app === undefined) return { noApp: (await service.listApps()).length === 0 }
+  return { keyFile: path, noApp: false }
+}
+
+/**
+ * Writes `apiKey` to `path` in `folder` (0600; the folder made 0700 if need be), synced to disk,
+ * through a file of its own moved into place: a reader never finds half a key. Leaves nothing
+ * behind when it fails.
+ */
+function writeKeyFile (folder: string, path: string, apiKey: string): void {
+  mkdirSync(folder, { recursive: true, mode: 0o700 })
+  const pending = `${path}.${randomBytes(6).toString('hex')}.tmp`
+  const file = openSync(pending, 'wx', 0o600)
+  let moved = false
+  try {
+    writeFileSync(file, `${apiKey}\n`)
+    fsyncSync(file)
+    renameSync(pending, path)
+    moved = true
+    syncPath(folder)
+  } catch (error) {
+    rmSync(moved ? path : pending, { force: true })
+    throw error
   } finally {
     closeSync(file)
-    if (!holdsTheOnlyKey) rmSync(pending, { force: true })
   }
 }

@@ -1,4 +1,5 @@
 import { hash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
+import { closeSync, fsyncSync, openSync } from 'node:fs'
 import type { Clock, IdSource, KeyMinter } from '../application/ports.js'
 
 export const systemClock: Clock = { now: () => Date.now() }
@@ -19,4 +20,14 @@ export const sha256Keys: KeyMinter = {
   // One-shot: about twice as fast as createHash(), and it runs on every request.
   hash: (apiKey) => hash('sha256', apiKey, 'hex'),
   same: (a, b) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b))
+}
+
+/** Syncs a file to disk, or a folder: what was created, renamed or removed in it. */
+export function syncPath (path: string): void {
+  const fd = openSync(path, 'r')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
 }

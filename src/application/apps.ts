@@ -50,16 +50,15 @@ export function createApp (deps: AppDeps) {
  * app; undefined when it has (its apps may have been deleted since). Several processes starting
  * at once on an empty database create one app between them.
  *
- * `keep` is given the app and its key before anything is stored, to put the key where its
- * operator will find it: if it throws, nothing is created, so a key that could not be kept never
- * opens an app. (It may then keep a key that is never stored, when another process created the
- * first app.)
+ * `keep` puts the key where its operator will find it. It is called only in the call that creates
+ * the app, in the transaction that stores it, before the commit: if it throws, nothing is
+ * created, so a key that could not be kept never opens an app.
  */
 export function createFirstApp (deps: AppDeps) {
   return async function (keep?: (created: CreatedApp) => void | Promise<void>): Promise<CreatedApp | undefined> {
     const { app, firstKey, created } = newApp(deps, 'default')
-    await keep?.(created)
-    return await deps.apps.insertFirstApp(app, firstKey) ? created : undefined
+    const beforeCommit = keep === undefined ? undefined : async () => { await keep(created) }
+    return await deps.apps.insertFirstApp(app, firstKey, beforeCommit) ? created : undefined
   }
 }
 

@@ -186,9 +186,10 @@ export interface AppRepository {
   /**
    * Stores `app` and its key only if the database has never held an app, checked and written in
    * one transaction that excludes every other process doing the same; false, storing nothing,
-   * when it has (even if its apps were all deleted since).
+   * when it has (even if its apps were all deleted since). `beforeCommit` runs in that
+   * transaction once they are written, only then: if it throws, nothing is stored.
    */
-  insertFirstApp(app: App, firstKey: NewKey): Promise<boolean>
+  insertFirstApp(app: App, firstKey: NewKey, beforeCommit?: () => Promise<void>): Promise<boolean>
   appExists(appId: string): Promise<boolean>
   listApps(): Promise<App[]>
   insertKey(newKey: NewKey): Promise<void>

@@ -311,6 +311,17 @@ eachDatabase(t, (t, db) => {
     t.same(await other.apps.listApps(), [])
   })
 
+  t.test('a first app\'s beforeCommit runs in its transaction, only when it is stored: if it throws, nothing is', async (t) => {
+    const { apps } = await freshPersistence(t, db)
+    await t.rejects(apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 1 }, firstKey('first'), async () => { throw new Error('cannot keep its key') }), { message: 'cannot keep its key' })
+    t.same(await apps.listApps(), [], 'no app')
+    t.notOk(await apps.findKeyByHash(firstKey('first').keyHash), 'no key')
+    const calls: string[] = []
+    t.ok(await apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 2 }, firstKey('first'), async () => { calls.push('first') }), 'nor the record that one was held')
+    t.notOk(await apps.insertFirstApp({ appId: 'second', name: 'default', createdAt: 3 }, firstKey('second'), async () => { calls.push('second') }))
+    t.same(calls, ['first'])
+  })
+
   t.test('migrating a database that holds apps records that it has held one; an empty one gets its first app', async (t) => {
     const open = async (databaseUrl: string) => {
       const p = await openPersistence({ databaseUrl, migrate: false })

@@ -244,59 +244,52 @@ t.test('a first start that cannot write the key file creates no app', async (t) 
   t.equal(statSync(keyFile ?? '').mode & 0o777, 0o600)
 })
 
-t.test('the first app\'s key is handed over before anything is stored: a key that cannot be kept creates no app', async (t) => {
+t.test('the first app\'s key is kept by the call that creates the app, before its commit: a key that cannot be kept creates no app', async (t) => {
   const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
   t.teardown(async () => await service.close())
   await t.rejects(service.createFirstApp(() => { throw new Error('disk full') }), { message: 'disk full' })
   t.same(await service.listApps(), [], 'nothing created')
   let kept = ''
-  const app = await service.createFirstApp(async ({ apiKey }) => {
-    t.same(await service.listApps(), [], 'not yet stored while it is kept')
-    kept = apiKey
-  })
+  const app = await service.createFirstApp(({ apiKey }) => { kept = apiKey })
   t.equal(kept, app?.apiKey)
   t.ok(await service.authenticate(kept), 'the kept key is the app\'s')
-  const keptAgain: string[] = []
-  t.equal(await service.createFirstApp(({ apiKey }) => { keptAgain.push(apiKey) }), undefined, 'once there is a first app')
-  t.equal(keptAgain.length, 1, 'a key to keep all the same: which start wins is known only under the lock')
-  t.notOk(await service.authenticate(keptAgain[0] ?? ''), 'and never stored')
+  t.equal(await service.createFirstApp(() => { t.fail('not kept by a call that creates nothing') }), undefined)
 })
 
-t.test('a first start writes and syncs the key before the app is created, and keeps it if it cannot move it into place', async (t) => {
+t.test('a first start moves the key into place before the app is committed, and leaves no other file', async (t) => {
   const folder = mkdtempSync(join(tmpdir(), 'klaim-first-'))
   t.teardown(() => rmSync(folder, { recursive: true, force: true }))
   const keyFile = join(folder, FIRST_KEY_FILE)
-  // Stands in for the service: hands the key to `keep`, then "stores" the app as `store` says.
-  const starting = (store: (created: CreatedApp) => CreatedApp | undefined): Pick<UsersService, 'listApps' | 'createFirstApp'> => ({
+  // Stands in for the service: when this start creates the app, hands its key to `keep` before
+  // the "commit", which `commit` then makes or fails.
+  const starting = (creates: boolean, commit: (created: CreatedApp) => CreatedApp = (created) => created): Pick<UsersService, 'listApps' | 'createFirstApp'> => ({
     listApps: async () => [],
     createFirstApp: async (keep) => {
       const created = { appId: 'app_1', name: 'default', apiKey: `klaim_${randomUUID()}` }
+      if (!creates) return undefined
       await keep?.(created)
-      return store(created)
+      return commit(created)
     }
   })
-  const pendingFiles = (): string[] => readdirSync(folder).filter((name) => name !== FIRST_KEY_FILE)
 
   let key = ''
-  t.same(await ensureFirstApp(starting((created) => {
-    t.same(pendingFiles().map((name) => readFileSync(join(folder, name), 'utf8')), [`${created.apiKey}\n`], 'on disk before the app is stored')
-    t.notOk(existsSync(keyFile))
+  t.same(await ensureFirstApp(starting(true, (created) => {
+    t.same(readdirSync(folder), [FIRST_KEY_FILE], 'in place before the commit, and nothing else')
+    t.equal(readFileSync(keyFile, 'utf8'), `${created.apiKey}\n`)
     key = created.apiKey
     return created
   }), folder), { keyFile, noApp: false })
   t.equal(readFileSync(keyFile, 'utf8'), `${key}\n`)
-  t.same(pendingFiles(), [])
+  t.equal(statSync(keyFile).mode & 0o777, 0o600)
   rmSync(keyFile)
 
-  t.same(await ensureFirstApp(starting(() => undefined), folder), { noApp: true }, 'another start made it, or it was deleted')
-  t.same(readdirSync(folder), [], 'a key never stored is not left behind')
-  await t.rejects(ensureFirstApp(starting(() => { throw new Error('database down') }), folder), { message: 'database down' })
-  t.same(readdirSync(folder), [])
+  t.same(await ensureFirstApp(starting(false), folder), { noApp: true }, 'another start made it, or it was deleted')
+  t.same(readdirSync(folder), [], 'its unused file removed')
 
-  const stuck = await ensureFirstApp(starting((created) => { mkdirSync(keyFile); key = created.apiKey; return created }), folder).catch((error: unknown) => error)
-  const [pending = ''] = pendingFiles()
-  t.match(stuck, { message: `created the app "default" (app_1), whose API key is in ${join(folder, pending)}: it could not be renamed ${FIRST_KEY_FILE} (` })
-  t.equal(readFileSync(join(folder, pending), 'utf8'), `${key}\n`, 'the only copy of its key is kept')
+  await t.rejects(ensureFirstApp(starting(true, (created) => { key = created.apiKey; throw new Error('commit failed') }), folder), { message: 'commit failed' })
+  t.same(readdirSync(folder), [FIRST_KEY_FILE], 'a commit that failed leaves the file, which the next first start replaces…')
+  t.same(await ensureFirstApp(starting(true), folder), { keyFile, noApp: false })
+  t.not(readFileSync(keyFile, 'utf8'), `${key}\n`, '…with the key of the app it creates')
 })
 
 t.test('a first start finding a directory where its key file goes creates no app', async (t) => {
@@ -305,9 +298,10 @@ t.test('a first start finding a directory where its key file goes creates no app
   const folder = mkdtempSync(join(tmpdir(), 'klaim-first-'))
   t.teardown(() => rmSync(folder, { recursive: true, force: true }))
   mkdirSync(join(folder, FIRST_KEY_FILE))
-  await t.rejects(ensureFirstApp(service, folder), { message: /^cannot write the first app's API key, so none was created \(.*first-api-key\.txt is a directory\)$/ })
+  await t.rejects(ensureFirstApp(service, folder), { message: /^cannot write the first app's API key, so none was created \(EISDIR/ })
   t.same(await service.listApps(), [])
   t.same(readdirSync(folder), [FIRST_KEY_FILE], 'nothing left behind')
+  t.ok(statSync(join(folder, FIRST_KEY_FILE)).isDirectory(), 'and the directory untouched')
 })
 
 t.test('shared rate-limit store: windows fixed on the clock, the time left in them, one purge per new window', async (t) => {

@@ -42,11 +42,12 @@ export function kyselyAppRepository (db: Kysely<DatabaseSchema>, dialect: 'sqlit
       await db.transaction().execute(async (trx) => { await insertApp(trx, app, firstKey) })
     },
 
-    async insertFirstApp (app, firstKey) {
+    async insertFirstApp (app, firstKey, beforeCommit) {
       return await db.transaction().execute(async (trx) => {
         if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(${FIRST_APP_LOCK})`.execute(trx)
         if (await trx.selectFrom('milestones').select('name').where('name', '=', 'first-app').executeTakeFirst() !== undefined) return false
         await insertApp(trx, app, firstKey)
+        await beforeCommit?.()
         return true
       })
     },

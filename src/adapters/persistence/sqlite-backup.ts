@@ -1,19 +1,11 @@
-import { closeSync, existsSync, fsyncSync, openSync, rmSync, statSync } from 'node:fs'
+import { closeSync, existsSync, openSync, rmSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
+import { syncPath } from '../system.js'
 import { sqliteRuntimeProblem } from './sqlite-runtime.js'
 
 /** A backup refused for a reason its operator can act on (the message says which). */
 export class BackupRefused extends Error {}
-
-function syncPath (path: string): void {
-  const fd = openSync(path, 'r')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
-}
 
 /**
  * Writes a consistent copy of the SQLite database `filename` to `destination`, a new file of
