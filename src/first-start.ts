@@ -58,6 +58,7 @@ function writeKeyFile (folder: string, path: string, apiKey: string): void {
     moved = true
     syncPath(folder)
   } catch (error) {
+    // Once moved, the file at `path` is this one (the caller holds the first start's lock).
     rmSync(moved ? path : pending, { force: true })
     throw error
   } finally {

@@ -42,7 +42,7 @@ export async function openUsersService (options: UsersServiceOptions) {
     /** Every user of an app as of one moment, a page at a time (the CLI's `users export`). See the README's Operator CLI. */
     exportUsers: exportUsers({ apps, transactor }),
     createApp: createApp(appDeps),
-    /** The first start's app `default` with a key, unless the database has ever held an app (then undefined). */
+    /** The first start's app `default` with a key, unless the database has ever held an app (then undefined); `keep` puts its key somewhere before the commit. */
     createFirstApp: createFirstApp(appDeps),
     createApiKey: createApiKey(appDeps),
     listApps: async () => await apps.listApps(),

@@ -90,7 +90,8 @@ export interface PostgresOptions {
  * Ends a session left idle inside a transaction, so the locks of a client that vanished
  * mid-transaction (a partitioned or dead host, which sends no reset) are released after this
  * long, not after the server's TCP keepalive gives up (two hours by default). Transactions here
- * go from one statement to the next without waiting on anything but the database.
+ * go from one statement to the next without waiting on anything but the database, except the
+ * first app's, once in a database's life, which writes and syncs its key's file (milliseconds).
  */
 const IDLE_IN_TRANSACTION_MS = 10_000
 
