@@ -317,7 +317,7 @@ eachDatabase(t, (t, db) => {
     t.same(await apps.listApps(), [], 'no app')
     t.notOk(await apps.findKeyByHash(firstKey('first').keyHash), 'no key')
     const calls: string[] = []
-    t.ok(await apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 2 }, firstKey('first'), async () => { calls.push('first') }), 'nor the record that one was held')
+    t.ok(await apps.insertFirstApp({ appId: 'first', name: 'default', createdAt: 2 }, firstKey('first'), async () => { calls.push('first') }), 'the one that failed left no record that an app was held')
     t.notOk(await apps.insertFirstApp({ appId: 'second', name: 'default', createdAt: 3 }, firstKey('second'), async () => { calls.push('second') }))
     t.same(calls, ['first'])
   })
