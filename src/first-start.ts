@@ -22,21 +22,32 @@ const reason = (error: unknown): string => error instanceof Error ? error.messag
  *
  * The key's file is written, synced and moved into place in the transaction that creates the
  * app, before its commit: a folder it cannot write to (or a full disk) stops the start with
- * nothing created, and an app never exists without its key's file, even after a crash. (Should
- * the commit itself fail, the file holds a key that opens nothing, and the next start, finding
- * no app, replaces it.)
+ * nothing created, and an app never exists without its key's file, even after a crash.
+ *
+ * Should the commit itself fail after the file is in place, the key is looked up: a commit that
+ * took effect though its answer was lost (PostgreSQL's connection cut after `COMMIT` was sent)
+ * is a start that created the app. Otherwise the start fails with the commit's error, and the
+ * file holds a key that opens nothing, which the next start, finding no app, replaces.
  */
-export async function ensureFirstApp (service: Pick<UsersService, 'listApps' | 'createFirstApp'>, folder: string): Promise<FirstStart> {
+export async function ensureFirstApp (service: Pick<UsersService, 'listApps' | 'createFirstApp' | 'authenticate'>, folder: string): Promise<FirstStart> {
   // Most starts find apps: one read, without the first start's lock or the file.
   if ((await service.listApps()).length > 0) return { noApp: false }
   const path = join(folder, FIRST_KEY_FILE)
-  const app = await service.createFirstApp(({ apiKey }) => {
-    try {
-      writeKeyFile(folder, path, apiKey)
-    } catch (error) {
-      throw new Error(`cannot write the first app's API key, so none was created (${reason(error)})`, { cause: error })
-    }
-  })
+  let kept: string | undefined
+  let app
+  try {
+    app = await service.createFirstApp(({ apiKey }) => {
+      try {
+        writeKeyFile(folder, path, apiKey)
+      } catch (error) {
+        throw new Error(`cannot write the first app's API key, so none was created (${reason(error)})`, { cause: error })
+      }
+      kept = apiKey
+    })
+  } catch (error) {
+    if (kept !== undefined && await service.authenticate(kept).catch(() => undefined) !== undefined) return { keyFile: path, noApp: false }
+    throw error
+  }
   if (app === undefined) return { noApp: (await service.listApps()).length === 0 }
   return { keyFile: path, noApp: false }
 }

@@ -261,15 +261,18 @@ t.test('a first start moves the key into place before the app is committed, and 
   t.teardown(() => rmSync(folder, { recursive: true, force: true }))
   const keyFile = join(folder, FIRST_KEY_FILE)
   // Stands in for the service: when this start creates the app, hands its key to `keep` before
-  // the "commit", which `commit` then makes or fails.
-  const starting = (creates: boolean, commit: (created: CreatedApp) => CreatedApp = (created) => created): Pick<UsersService, 'listApps' | 'createFirstApp'> => ({
+  // the "commit", which `commit` then makes or fails; `stored` says what a later lookup of the
+  // key finds (a commit whose answer was lost may have taken effect).
+  const starting = (creates: boolean, commit: (created: CreatedApp) => CreatedApp = (created) => created,
+    stored: (apiKey: string) => Promise<boolean> = async () => false): Pick<UsersService, 'listApps' | 'createFirstApp' | 'authenticate'> => ({
     listApps: async () => [],
     createFirstApp: async (keep) => {
       const created = { appId: 'app_1', name: 'default', apiKey: `klaim_${randomUUID()}` }
       if (!creates) return undefined
       await keep?.(created)
       return commit(created)
-    }
+    },
+    authenticate: async (apiKey) => await stored(apiKey) ? { appId: 'app_1', keyId: 'key_1' } : undefined
   })
 
   let key = ''
@@ -290,6 +293,14 @@ t.test('a first start moves the key into place before the app is committed, and 
   t.same(readdirSync(folder), [FIRST_KEY_FILE], 'a commit that failed leaves the file, which the next first start replaces…')
   t.same(await ensureFirstApp(starting(true), folder), { keyFile, noApp: false })
   t.not(readFileSync(keyFile, 'utf8'), `${key}\n`, '…with the key of the app it creates')
+
+  const lost = (): CreatedApp => { throw new Error('Connection terminated unexpectedly') }
+  t.same(await ensureFirstApp(starting(true, lost, async (apiKey) => apiKey === readFileSync(keyFile, 'utf8').trim()), folder),
+    { keyFile, noApp: false }, 'a commit that took effect, though its answer was lost, created the app')
+  await t.rejects(ensureFirstApp(starting(true, lost, async () => { throw new Error('connect ECONNREFUSED') }), folder),
+    { message: 'Connection terminated unexpectedly' }, 'a lookup that cannot tell fails the start with the commit\'s error')
+  await t.rejects(ensureFirstApp(starting(true, lost), folder), { message: 'Connection terminated unexpectedly' }, 'as does a commit that did not take effect')
+  t.same(readdirSync(folder), [FIRST_KEY_FILE])
 })
 
 t.test('a first start finding a directory where its key file goes creates no app', async (t) => {
