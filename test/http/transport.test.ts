@@ -109,6 +109,29 @@ eachDatabase(t, (t, db) => {
     t.equal((await client.request({ method: 'PUT', url: '/users/ada', payload: '{}' })).statusCode, 415, 'a body without a content type')
   })
 
+  t.test('415 for a Content-Type sent twice, whatever the two say: the body\'s type is not known', async (t) => {
+    const client = await freshClient(t, db)
+    await client.createUser({ email: 'ada@example.com', user_id: 'ada', name: 'Ada' })
+    const twice = { message: 'The request must name one Content-Type: it was sent more than once.', code: 'unsupported_media_type' }
+    const types = [['application/json', 'application/json'], ['application/json', 'text/plain'], ['text/plain', 'application/json']]
+    for (const contentType of types) {
+      for (const [method, url, payload] of [['PUT', '/users/ada', { name: 'Eve' }], ['PATCH', '/users/ada', { name: 'Eve' }],
+        ['POST', '/users', { email: 'eve@example.com' }], ['POST', '/users/ada', {}]] as const) {
+        const res = await client.request({ method, url, payload: JSON.stringify(payload), headers: { 'content-type': [...contentType] } })
+        t.equal(res.statusCode, 415, `${method} ${url}, ${contentType.join(' and ')}`)
+        t.same(res.json(), twice)
+      }
+    }
+    const huge = JSON.stringify({ name: 'x'.repeat(70000) })
+    t.equal((await client.request({ method: 'PUT', url: '/users/ada', payload: huge, headers: { 'content-type': ['application/json', 'application/json'] } })).statusCode, 415, 'before a 413')
+    t.equal((await client.request({ method: 'GET', url: '/users/ada' })).json().name, 'Ada', 'nothing was stored')
+    t.equal((await client.request({ method: 'GET', url: '/users/eve@example.com' })).statusCode, 404, 'nor created')
+    const unauthenticated = await client.request({ method: 'PUT', url: '/users/ada', payload: '{}', headers: { authorization: 'Bearer klaim_sk_unknown', 'content-type': ['application/json', 'text/plain'] } })
+    t.equal(unauthenticated.statusCode, 401, 'after the key, as every 415')
+    t.equal((await client.request({ method: 'GET', url: '/users/ada', headers: { 'content-type': ['application/json', 'text/plain'] } })).statusCode, 200, 'a read has no body to type')
+    t.equal((await client.request({ method: 'PUT', url: '/users/ada', payload: '{"name": "Eve"}', headers: { 'content-type': 'application/json' } })).statusCode, 200, 'once is enough')
+  })
+
   t.test('415 for a compressed body: it is never decompressed, nor read as if it were not', async (t) => {
     const client = await freshClient(t, db)
     await client.createUser({ email: 'ada@example.com', user_id: 'ada', name: 'Ada' })

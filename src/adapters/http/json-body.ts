@@ -4,6 +4,7 @@ import type { FieldError } from '../../domain/errors.js'
 import { isPlainObject } from '../../domain/metadata.js'
 import { textErrors } from './json-text.js'
 import { HttpProblem, MESSAGES } from './problems.js'
+import { occurrences } from './raw-headers.js'
 
 const JSON_TYPES = ['application/json', 'application/merge-patch+json']
 export const BODY_LIMIT = 64 * 1024
@@ -40,7 +41,7 @@ function charsetOk (contentType: string): boolean {
  * the headers alone, so before the body is read: the contract answers a refused content type
  * (415) before a body over the limit (413), which Fastify finds from `Content-Length` before any
  * parser runs. A body is refused when it is not UTF-8 JSON, when it is merge-patch JSON on a
- * method other than PUT and PATCH, and when it is compressed (any `Content-Encoding` but
+ * method other than PUT and PATCH, when its type is sent twice, and when it is compressed (any `Content-Encoding` but
  * `identity`): it would otherwise be parsed as is, and read as invalid JSON, or worse, as valid.
  * Only for a request whose body Fastify parses: one with a body, or with a `Content-Type`.
  */
@@ -49,6 +50,11 @@ export function refusedBody (request: FastifyRequest): HttpProblem | undefined {
   const contentType = headers['content-type']
   if (method === 'GET' || method === 'HEAD') return undefined
   if (contentType === undefined && headers['transfer-encoding'] === undefined && (headers['content-length'] ?? '0') === '0') return undefined
+  // Node keeps the first of two Content-Type fields, where a proxy may have read the last: the
+  // body's type is then not known, as the key's is not with two Authorization fields.
+  if (contentType !== undefined && occurrences(request.raw.rawHeaders, 'content-type') > 1) {
+    return new HttpProblem(415, 'unsupported_media_type', MESSAGES.contentTypeTwice)
+  }
   const encoding = headers['content-encoding']
   if (encoding !== undefined && !/^\s*identity\s*$/i.test(encoding)) return new HttpProblem(415, 'unsupported_media_type', MESSAGES.compressedBody)
   if (contentType === undefined) return undefined

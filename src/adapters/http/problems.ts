@@ -33,6 +33,7 @@ export const MESSAGES = {
   payloadTooLarge: 'The request body is larger than 65536 bytes.',
   unsupportedMediaType: 'The request body must be application/json (or application/merge-patch+json on PUT and PATCH).',
   compressedBody: 'The request body must not be compressed: Content-Encoding is not supported.',
+  contentTypeTwice: 'The request must name one Content-Type: it was sent more than once.',
   notFound: 'There is no such route.',
   unavailable: 'The database is unavailable. Try again shortly.',
   invalidUrl: 'The URL is not valid.',

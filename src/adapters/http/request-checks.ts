@@ -5,6 +5,7 @@ import type { UsersService } from '../../users-service.js'
 import { sendContinue } from './expect-continue.js'
 import { overTheLimit, refusedBody } from './json-body.js'
 import { HttpProblem, unauthorized } from './problems.js'
+import { occurrences } from './raw-headers.js'
 import { sharedRateLimitStore } from './rate-limit-store.js'
 
 declare module 'fastify' {
@@ -32,16 +33,6 @@ export interface RequestCheckOptions {
 }
 
 const BEARER = /^bearer +([\x21-\x7e]+) *$/i
-
-/** How many times the request carries the field `name` (lower case), from Node's `rawHeaders`. */
-export function occurrences (rawHeaders: string[], name: string): number {
-  let count = 0
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const field = rawHeaders[i] as string
-    if (field.length === name.length && field.toLowerCase() === name) count++
-  }
-  return count
-}
 
 /**
  * What `fastify`'s routes check from a request's headers alone, before its body is read, in the

@@ -7,7 +7,7 @@ import { FIELD_MESSAGES, MISSING_REQUIRED_FIELDS } from '../../domain/profile-ru
 import { IF_MATCH_MESSAGE } from '../../application/update-user-profile.js'
 import { textErrorsOf } from './json-body.js'
 import { invalidRequest, type HttpProblem } from './problems.js'
-import { occurrences } from './request-checks.js'
+import { occurrences } from './raw-headers.js'
 
 // No coercion ({"name": 42} is a 400), nothing stripped (unknown fields are named), every error listed.
 const ajv = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: true, strict: false })
