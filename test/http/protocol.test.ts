@@ -44,14 +44,19 @@ async function expectingContinue (port: number, head: string, body: string): Pro
   })
 }
 
-/** The service over an in-memory database, listening on a free loopback port until the test ends. */
-async function listening (t: Test): Promise<{ service: UsersService, port: number }> {
+/**
+ * The service over an in-memory database, listening on a free loopback port until the test ends;
+ * `logged` gathers its log lines.
+ */
+async function listening (t: Test): Promise<{ service: UsersService, port: number, logged: string[] }> {
   const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
   t.teardown(async () => await service.close())
-  const app = await buildHttpApp({ service })
+  const logged: string[] = []
+  const stream = new Writable({ write (chunk, _enc, done) { logged.push(String(chunk)); done() } })
+  const app = await buildHttpApp({ service, logger: { ...loggerOptions('info'), stream } })
   t.teardown(async () => await app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
-  return { service, port: (app.server.address() as { port: number }).port }
+  return { service, port: (app.server.address() as { port: number }).port, logged }
 }
 
 /** Writes `raw`, half-closes, and reads the whole answer until the server closes. */
@@ -64,14 +69,7 @@ async function exchange (port: number, raw: string | Buffer): Promise<RawRespons
 }
 
 t.test('requests the HTTP parser refuses get the contract\'s error shape, a request id and a log line', async (t) => {
-  const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
-  t.teardown(async () => await service.close())
-  const logged: string[] = []
-  const stream = new Writable({ write (chunk, _enc, done) { logged.push(String(chunk)); done() } })
-  const app = await buildHttpApp({ service, logger: { ...loggerOptions('info'), stream } })
-  t.teardown(async () => await app.close())
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const { port } = app.server.address() as { port: number }
+  const { service, port, logged } = await listening(t)
   const { apiKey } = await service.createApp({ name: 'test' })
   const auth = `Authorization: Bearer ${apiKey}\r\n`
 
@@ -103,6 +101,31 @@ t.test('requests the HTTP parser refuses get the contract\'s error shape, a requ
   t.equal(noHost.status, 200, 'HTTP/1.0 has no Host to require')
   const ok = await exchange(port, `GET /users/ada HTTP/1.1\r\nHost: x\r\n${auth}Connection: close\r\n\r\n`)
   t.ok([200, 404].includes(ok.status), 'a well-formed request on a new connection is served as usual')
+})
+
+t.test('an Expect other than 100-continue is a 417 in the contract\'s shape, with a request id and a log line; nothing runs', async (t) => {
+  const { service, port, logged } = await listening(t)
+  const { appId, apiKey } = await service.createApp({ name: 'test' })
+  await service.createUser({ appId, email: 'ada@example.com', userId: 'ada', name: 'Ada' })
+  const body = '{"name": "Eve"}'
+  const put = (expect: string) => `PUT /users/ada HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${apiKey}\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${body.length}\r\nExpect: ${expect}\r\n\r\n${body}`
+  const unmet = { message: 'The request expects what this service does not do: Expect may only be 100-continue.', code: 'expectation_failed' }
+  for (const expect of ['something', '200-ok', 'continue']) {
+    // The body sent anyway, then a second request on the same connection: it is served.
+    const text = await exchangeText(port, `${put(expect)}GET /health HTTP/1.1\r\nHost: x\r\n\r\n`)
+    const [first = '', second = ''] = text.split(/(?=HTTP\/1\.1 )/)
+    t.match(first, /^HTTP\/1\.1 417 Expectation Failed\r\n/, expect)
+    t.match(first, /\r\ncontent-type: application\/json; charset=utf-8\r\n/i)
+    t.same(JSON.parse(first.slice(first.indexOf('\r\n\r\n') + 4)), unmet)
+    const requestId = /\r\nx-request-id: ([0-9a-f-]{36})\r\n/i.exec(first)?.[1]
+    t.ok(logged.some((line) => JSON.parse(line).reqId === requestId && JSON.parse(line).res?.statusCode === 417), `${expect}: the log line carries the request id`)
+    t.match(second, /^HTTP\/1\.1 200 OK\r\n[^]*\{"status":"ok"\}$/, `${expect}: the connection serves the next request`)
+  }
+  t.equal((await service.getUser({ appId, userId: 'ada' })).name, 'Ada', 'nothing was applied')
+  t.equal((await exchange(port, 'GET /nowhere HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n')).status, 417, 'before routing, as Node answers it')
+  const served = await exchangeText(port, put('100-continue, something'))
+  t.match(served, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/, 'a list that names 100-continue is served, as Node reads it')
 })
 
 t.test('a request not received whole in time is a 408 request_timeout', async (t) => {

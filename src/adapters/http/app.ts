@@ -3,7 +3,7 @@ import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sendProblem } from './error-handler.js'
-import { holdContinue } from './expect-continue.js'
+import { holdContinue, serveUnmetExpectations, unmetExpectation } from './expect-continue.js'
 import { FIELD_MESSAGES } from '../../domain/profile-rules.js'
 import { HttpProblem, invalidRequest, MESSAGES, problemBody, unavailable } from './problems.js'
 import { registerMetrics, type MetricsOptions } from './metrics.js'
@@ -134,11 +134,14 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
   Object.assign(app.server, { httpAllowHalfOpen: true })
   // The users routes send a request's `100 Continue` once it has passed its checks.
   holdContinue(app.server)
+  serveUnmetExpectations(app.server)
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
     // RFC 9112, 3.2: a server must answer 400 to an HTTP/1.1 request without a Host header.
     if (request.headers.host === undefined && request.raw.httpVersion === '1.1') throw new HttpProblem(400, 'bad_request', MESSAGES.badRequest)
+    // Any other expectation than 100-continue: the 417 Node would send, in the contract's shape.
+    if (unmetExpectation(request.raw)) throw new HttpProblem(417, 'expectation_failed', MESSAGES.expectationFailed)
   })
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }, 'request completed')

@@ -21,3 +21,20 @@ export function holdContinue (server: Server): void {
 export function sendContinue (request: IncomingMessage, response: ServerResponse): void {
   if (AWAITING_CONTINUE.delete(request)) response.writeContinue()
 }
+
+const UNMET_EXPECTATION = new WeakSet<IncomingMessage>()
+
+/**
+ * Serves a request whose `Expect` names anything but 100-continue (RFC 9110, 10.1.1), which Node
+ * otherwise answers itself with a bare 417: no body, no request id, no log line. Served as any
+ * other, `unmetExpectation` tells the app's first hook to refuse it, in the service's own shape.
+ */
+export function serveUnmetExpectations (server: Server): void {
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    UNMET_EXPECTATION.add(request)
+    server.emit('request', request, response)
+  })
+}
+
+/** Whether the request's `Expect` names something the service cannot do (see `serveUnmetExpectations`). */
+export const unmetExpectation = (request: IncomingMessage): boolean => UNMET_EXPECTATION.has(request)

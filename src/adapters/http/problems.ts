@@ -40,6 +40,7 @@ export const MESSAGES = {
   badRequest: 'The request is malformed.',
   headersTooLarge: 'The request headers are larger than 16384 bytes.',
   requestTimeout: 'The request was not received in time.',
+  expectationFailed: 'The request expects what this service does not do: Expect may only be 100-continue.',
   internal: 'Internal server error'
 } as const
 
