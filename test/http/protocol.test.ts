@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, Server } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import t, { type Test } from 'tap'
@@ -48,7 +48,7 @@ async function expectingContinue (port: number, head: string, body: string): Pro
  * The service over an in-memory database, listening on a free loopback port until the test ends;
  * `logged` gathers its log lines.
  */
-async function listening (t: Test): Promise<{ service: UsersService, port: number, logged: string[] }> {
+async function listening (t: Test): Promise<{ service: UsersService, port: number, logged: string[], server: Server }> {
   const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
   t.teardown(async () => await service.close())
   const logged: string[] = []
@@ -56,7 +56,7 @@ async function listening (t: Test): Promise<{ service: UsersService, port: numbe
   const app = await buildHttpApp({ service, logger: { ...loggerOptions('info'), stream } })
   t.teardown(async () => await app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
-  return { service, port: (app.server.address() as { port: number }).port, logged }
+  return { service, port: (app.server.address() as { port: number }).port, logged, server: app.server }
 }
 
 /** Writes `raw`, half-closes, and reads the whole answer until the server closes. */
@@ -126,6 +126,31 @@ t.test('an Expect other than 100-continue is a 417 in the contract\'s shape, wit
   t.equal((await exchange(port, 'GET /nowhere HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n')).status, 417, 'before routing, as Node answers it')
   const served = await exchangeText(port, put('100-continue, something'))
   t.match(served, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/, 'a list that names 100-continue is served, as Node reads it')
+})
+
+t.test('CONNECT is a 404 not_found in the contract\'s shape, with a request id and a log line, and the connection closed', async (t) => {
+  const { port, logged, server } = await listening(t)
+  const notFound = { message: 'There is no such route.', code: 'not_found' }
+  for (const target of ['127.0.0.1:443', '/users/ada']) {
+    // Bytes after the head would be the tunnel's: dropped, and the next request is not served.
+    const res = await exchange(port, `CONNECT ${target} HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n`)
+    t.equal(res.status, 404, target)
+    t.same(JSON.parse(res.body), notFound, target)
+    t.equal(res.headers['content-type'], 'application/json; charset=utf-8')
+    t.equal(res.headers.connection, 'close')
+    t.ok(logged.some((line) => JSON.parse(line).reqId === res.headers['x-request-id'] && JSON.parse(line).req.method === 'CONNECT'), `${target}: the log line carries the request id`)
+  }
+  t.equal((await exchange(port, 'CONNECT x:1 HTTP/1.1\r\nHost: x\r\nX-Request-Id: tunnel.1\r\n\r\n')).headers['x-request-id'], 'tunnel.1', 'the client\'s own request id')
+  // A client that keeps its side open does not keep the server's: it closes it within a second.
+  const closedByServer = new Promise<void>((resolve) => server.once('connection', (socket: Socket) => socket.once('close', () => resolve())))
+  const client = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  t.teardown(() => client.destroy())
+  let received = ''
+  client.on('data', (chunk: Buffer) => { received += chunk.toString('utf8') })
+  client.write('CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n')
+  await closedByServer
+  t.match(received, /^HTTP\/1\.1 404 Not Found\r\n/)
+  t.notOk(client.destroyed, 'while the client still holds its side')
 })
 
 t.test('a request not received whole in time is a 408 request_timeout', async (t) => {

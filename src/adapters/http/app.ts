@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES, type ServerResponse } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { sendProblem } from './error-handler.js'
 import { holdContinue, serveUnmetExpectations, unmetExpectation } from './expect-continue.js'
@@ -34,6 +35,12 @@ export interface HttpAppOptions extends UsersHttpOptions {
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
+/** The client's own `x-request-id` when it is one the contract keeps, else a new one. */
+function requestIdOf (request: IncomingMessage): string {
+  const sent = request.headers['x-request-id']
+  return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) ? sent : randomUUID()
+}
+
 const FRAMEWORK_PROBLEMS: Record<string, () => HttpProblem> = {
   FST_ERR_BAD_URL: () => new HttpProblem(400, 'invalid_url', MESSAGES.invalidUrl),
   // Only /users/:user_id has a parameter, and 3072 characters exceed any valid encoded user_id.
@@ -63,13 +70,33 @@ function answerClientError (this: FastifyInstance, error: Error & { code?: strin
   // response as the socket's _httpMessage): a 400 now would read as its answer, though it may
   // have run. Then the connection is only closed.
   const answering = socket._httpMessage
-  if (socket.writable && (answering == null || !answering.req.complete)) {
-    const body = JSON.stringify(problemBody(problem))
-    socket.write(`HTTP/1.1 ${problem.statusCode} ${STATUS_CODES[problem.statusCode] ?? ''}\r\n` +
-      `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`)
-  }
+  if (socket.writable && (answering == null || !answering.req.complete)) socket.write(answerText(problem, requestId))
   socket.destroy()
+}
+
+/** `problem` as a whole HTTP/1.1 answer that closes the connection, for a socket Fastify does not answer. */
+function answerText (problem: HttpProblem, requestId: string): string {
+  const body = JSON.stringify(problemBody(problem))
+  return `HTTP/1.1 ${problem.statusCode} ${STATUS_CODES[problem.statusCode] ?? ''}\r\n` +
+    `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+    `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`
+}
+
+/**
+ * Answers a `CONNECT` (a request for a tunnel, which Node hands over as a bare socket and closes
+ * unanswered when nobody takes it) with the 404 `not_found` of every method the API does not
+ * have, then closes the connection: what follows its head would be the tunnel's bytes. Those are
+ * read and dropped until the client closes its side (so the close sends no reset that could cut
+ * the answer short), for a second at most.
+ */
+function answerConnect (this: FastifyInstance, request: IncomingMessage, socket: Duplex): void {
+  const requestId = requestIdOf(request)
+  this.log.info({ reqId: requestId, req: { method: request.method, ip: request.socket.remoteAddress }, res: { statusCode: 404 } }, 'request completed')
+  socket.on('error', () => {})
+  socket.resume()
+  socket.end(answerText(new HttpProblem(404, 'not_found', MESSAGES.notFound), requestId))
+  const lingering = setTimeout(() => socket.destroy(), 1000)
+  socket.on('close', () => clearTimeout(lingering))
 }
 
 /**
@@ -103,10 +130,7 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     trustProxy: options.trustProxy !== undefined && options.trustProxy.length > 0 ? options.trustProxy : false,
     // One line per request, written when it completes (see the onResponse hook), not two.
     logController: new LogController({ disableRequestLogging: true }),
-    genReqId: (req) => {
-      const sent = req.headers['x-request-id']
-      return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) ? sent : randomUUID()
-    },
+    genReqId: requestIdOf,
     // Raised before routing, so before the hooks: the request id is set here too.
     frameworkErrors: (error, request, reply) => {
       reply.header('x-request-id', request.id)
@@ -135,6 +159,7 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
   // The users routes send a request's `100 Continue` once it has passed its checks.
   holdContinue(app.server)
   serveUnmetExpectations(app.server)
+  app.server.on('connect', answerConnect.bind(app))
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
