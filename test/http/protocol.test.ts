@@ -1,6 +1,7 @@
-import type { IncomingMessage, Server } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
+import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { buildHttpApp, loggerOptions } from '../../src/adapters/http/app.js'
 import { openUsersService, type UsersService } from '../../src/users-service.js'
@@ -48,7 +49,7 @@ async function expectingContinue (port: number, head: string, body: string): Pro
  * The service over an in-memory database, listening on a free loopback port until the test ends;
  * `logged` gathers its log lines.
  */
-async function listening (t: Test): Promise<{ service: UsersService, port: number, logged: string[], server: Server }> {
+async function listening (t: Test): Promise<{ service: UsersService, port: number, logged: string[], app: FastifyInstance }> {
   const service = await openUsersService({ databaseUrl: 'sqlite::memory:' })
   t.teardown(async () => await service.close())
   const logged: string[] = []
@@ -56,7 +57,7 @@ async function listening (t: Test): Promise<{ service: UsersService, port: numbe
   const app = await buildHttpApp({ service, logger: { ...loggerOptions('info'), stream } })
   t.teardown(async () => await app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
-  return { service, port: (app.server.address() as { port: number }).port, logged, server: app.server }
+  return { service, port: (app.server.address() as { port: number }).port, logged, app }
 }
 
 /** Writes `raw`, half-closes, and reads the whole answer until the server closes. */
@@ -129,7 +130,7 @@ t.test('an Expect other than 100-continue is a 417 in the contract\'s shape, wit
 })
 
 t.test('CONNECT is a 404 not_found in the contract\'s shape, with a request id and a log line, and the connection closed', async (t) => {
-  const { port, logged, server } = await listening(t)
+  const { port, logged, app } = await listening(t)
   const notFound = { message: 'There is no such route.', code: 'not_found' }
   for (const target of ['127.0.0.1:443', '/users/ada']) {
     // Bytes after the head would be the tunnel's: dropped, and the next request is not served.
@@ -142,7 +143,7 @@ t.test('CONNECT is a 404 not_found in the contract\'s shape, with a request id a
   }
   t.equal((await exchange(port, 'CONNECT x:1 HTTP/1.1\r\nHost: x\r\nX-Request-Id: tunnel.1\r\n\r\n')).headers['x-request-id'], 'tunnel.1', 'the client\'s own request id')
   // A client that keeps its side open does not keep the server's: it closes it within a second.
-  const closedByServer = new Promise<void>((resolve) => server.once('connection', (socket: Socket) => socket.once('close', () => resolve())))
+  const closedByServer = new Promise<void>((resolve) => app.server.once('connection', (socket: Socket) => socket.once('close', () => resolve())))
   const client = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
   t.teardown(() => client.destroy())
   let received = ''
@@ -151,6 +152,49 @@ t.test('CONNECT is a 404 not_found in the contract\'s shape, with a request id a
   await closedByServer
   t.match(received, /^HTTP\/1\.1 404 Not Found\r\n/)
   t.notOk(client.destroyed, 'while the client still holds its side')
+})
+
+t.test('a stop serves the requests in flight, and those already sent after them, then closes their keep-alive connections', async (t) => {
+  const { service, port, app } = await listening(t)
+  const { appId, apiKey } = await service.createApp({ name: 'test' })
+  await service.createUser({ appId, email: 'ada@example.com', userId: 'ada', name: 'Ada' })
+  const client = () => {
+    const socket = connect(port, '127.0.0.1')
+    let received = ''
+    socket.on('data', (chunk: Buffer) => { received += chunk.toString('utf8') })
+    const closed = new Promise<string>((resolve, reject) => {
+      socket.on('error', reject)
+      socket.on('close', () => resolve(received))
+    })
+    return { socket, closed }
+  }
+  const put = (name: string): [string, string] => {
+    const body = `{"name": "${name}"}`
+    return [`PUT /users/ada HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${apiKey}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 3)}`, body.slice(3)]
+  }
+  // Two keep-alive clients, each with a request under way (its body not whole) when the stop begins.
+  const started = new Promise<void>((resolve) => { let count = 0; app.server.on('request', () => { if (++count === 2) resolve() }) })
+  const [a, b] = [client(), client()]
+  const [aHead, aRest] = put('Eve')
+  const [bHead, bRest] = put('Bob')
+  a.socket.write(aHead)
+  b.socket.write(bHead)
+  await started
+  const stopped = app.close()
+  while (app.server.listening) await new Promise(setImmediate)
+  a.socket.write(aRest)
+  // b sends another request on its connection before its first answer comes: it is served too.
+  b.socket.write(`${bRest}GET /users/ada HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${apiKey}\r\n\r\n`)
+  // Neither client closes its connection: the server does, once each has its answers.
+  const [aText, bText] = await Promise.all([a.closed, b.closed])
+  await stopped
+  t.match(aText, /^HTTP\/1\.1 200 OK\r\n[^]*"name":"Eve"/)
+  t.equal(aText.match(/HTTP\/1\.1 /g)?.length, 1)
+  const [first = '', second = ''] = bText.split(/(?=HTTP\/1\.1 )/)
+  t.match(first, /^HTTP\/1\.1 200 OK\r\n[^]*"name":"Bob"/)
+  t.match(second, /^HTTP\/1\.1 200 OK\r\n/, 'the request sent after the stop began: served, not refused')
+  t.match(second, /\r\nconnection: close\r\n/i, 'and the client told to send no more there')
+  t.match(second, /\r\nx-request-id: /i)
 })
 
 t.test('a request not received whole in time is a 408 request_timeout', async (t) => {

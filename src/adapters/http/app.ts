@@ -137,6 +137,11 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
       sendProblem(FRAMEWORK_PROBLEMS[error.code]?.() ?? error, request, reply)
     },
     clientErrorHandler: answerClientError,
+    // While the server stops, a request already on its way on an open connection (pipelined, or
+    // sent as another finished) is served like those in flight, with `Connection: close` so the
+    // client sends no more there. Fastify's default answers it with a 503 of its own shape,
+    // without the request id, which the client would have to retry.
+    return503OnClosing: false,
     // Fastify's default is no limit: a client trickling a body could hold a connection forever.
     requestTimeout,
     http: {
@@ -168,8 +173,15 @@ export async function buildHttpApp (options: HttpAppOptions): Promise<FastifyIns
     // Any other expectation than 100-continue: the 417 Node would send, in the contract's shape.
     if (unmetExpectation(request.raw)) throw new HttpProblem(417, 'expectation_failed', MESSAGES.expectationFailed)
   })
+  // Node closes the connections that are idle when the server stops, but not those that become
+  // idle after: a keep-alive client whose request was in flight would hold the stop for the 72 s
+  // keep-alive timeout. So, once stopping, each answer sent closes the connections left idle (its
+  // own among them, its answer out whole; not one with another request under way).
+  let stopping = false
+  app.addHook('preClose', async () => { stopping = true })
   app.addHook('onResponse', async (request, reply) => {
     request.log.info({ req: request, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }, 'request completed')
+    if (stopping) app.server.closeIdleConnections()
   })
   // A client that hangs up before its answer gets no onResponse: its one line is this one.
   app.addHook('onRequestAbort', async (request) => {
