@@ -41,9 +41,10 @@ function charsetOk (contentType: string): boolean {
  * the headers alone, so before the body is read: the contract answers a refused content type
  * (415) before a body over the limit (413), which Fastify finds from `Content-Length` before any
  * parser runs. A body is refused when it is not UTF-8 JSON, when it is merge-patch JSON on a
- * method other than PUT and PATCH, when its type is sent twice, and when it is compressed (any `Content-Encoding` but
- * `identity`): it would otherwise be parsed as is, and read as invalid JSON, or worse, as valid.
- * Only for a request whose body Fastify parses: one with a body, or with a `Content-Type`.
+ * method other than PUT and PATCH, when its type is sent twice, and when it is compressed (any
+ * `Content-Encoding` but `identity`): it would otherwise be parsed as is, and read as invalid
+ * JSON, or worse, as valid. Only for a request whose body Fastify parses: one with a body, or
+ * with a `Content-Type`.
  */
 export function refusedBody (request: FastifyRequest): HttpProblem | undefined {
   const { headers, method } = request
