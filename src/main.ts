@@ -92,6 +92,12 @@ async function main (): Promise<void> {
     process.exit(0)
   }
   const onSignal = (signal: string): void => {
+    if (stopping) {
+      // A second signal while requests finish (a second Ctrl-C): the operator will not wait.
+      // What was committed is kept; a request not yet answered is cut off, as by a crash.
+      app.log.warn({ signal }, 'stopping now, without finishing the requests in flight')
+      process.exit(1)
+    }
     stop(signal).catch((error: unknown) => {
       app.log.error({ err: error }, 'could not stop cleanly')
       process.exit(1)

@@ -2,7 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { createServer, type AddressInfo } from 'node:net'
+import { connect, createServer, type AddressInfo } from 'node:net'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import Database from 'better-sqlite3'
@@ -21,11 +21,18 @@ function tempDir (t: Test): string {
   return dir
 }
 
-/** The compiled server on the default database under `dir`, once it listens; its log lines so far. */
-async function startServer (dir: string): Promise<{ server: ChildProcess, address: string, logs: string[] }> {
+/**
+ * The compiled server on the default database under `dir`, once it listens; its log lines so far,
+ * and `logged(pattern)`, which waits for a line that matches.
+ */
+async function startServer (dir: string): Promise<{ server: ChildProcess, address: string, logs: string[], logged: (pattern: RegExp) => Promise<void> }> {
   const server = spawn(process.execPath, [SERVER], { cwd: dir, env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', DATABASE_URL: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
   const logs: string[] = []
   const lines = createInterface({ input: server.stdout })
+  const logged = async (pattern: RegExp): Promise<void> => {
+    if (logs.some((line) => pattern.test(line))) return
+    await new Promise<void>((resolve) => lines.on('line', (line) => { if (pattern.test(line)) resolve() }))
+  }
   const address = await new Promise<string>((resolve, reject) => {
     server.once('exit', (code) => reject(new Error(`server exited ${code}`)))
     lines.on('line', (line) => {
@@ -34,8 +41,67 @@ async function startServer (dir: string): Promise<{ server: ChildProcess, addres
       if (match?.[1] !== undefined) resolve(match[1])
     })
   })
-  return { server, address, logs }
+  return { server, address, logs, logged }
 }
+
+/**
+ * A PUT of `body` to /users/ada under way on a keep-alive connection: its `100 Continue` has come,
+ * so the server holds the request, but not its body, which `send` sends. `closed` is all the
+ * client received once the server closed the connection (the client never closes it).
+ */
+async function putUnderWay (address: string, key: string, body: string): Promise<{ send: () => void, closed: Promise<string> }> {
+  const socket = connect(Number(new URL(address).port), '127.0.0.1')
+  let received = ''
+  const closed = new Promise<string>((resolve) => socket.on('close', () => resolve(received)))
+  await new Promise<void>((resolve, reject) => {
+    socket.on('error', reject)
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('utf8')
+      if (received.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) resolve()
+    })
+    socket.write(`PUT /users/ada HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`)
+  })
+  return { send: () => socket.write(body), closed }
+}
+
+/** The server of a first start under `dir`, with the user `ada` made through its first key. */
+async function withAda (dir: string): Promise<Awaited<ReturnType<typeof startServer>> & { key: string }> {
+  const started = await startServer(dir)
+  const key = readFileSync(join(dir, 'data', 'first-api-key.txt'), 'utf8').trim()
+  const res = await fetch(`${started.address}/users`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ email: 'ada@example.com', user_id: 'ada', name: 'Ada' }) })
+  if (res.status !== 201) throw new Error(`create: ${res.status}`)
+  return { ...started, key }
+}
+
+t.test('SIGTERM finishes a request in flight on a keep-alive connection, closes it, and exits 0 at once', async (t) => {
+  const { server, address, key, logged } = await withAda(tempDir(t))
+  const under = await putUnderWay(address, key, '{"name": "Eve"}')
+  const exit = new Promise<number | null>((resolve) => server.once('exit', resolve))
+  server.kill('SIGTERM')
+  await logged(/stopping: finishing requests in flight/)
+  under.send()
+  t.match(await under.closed, /\r\n\r\nHTTP\/1\.1 200 OK\r\n[^]*"name":"Eve"/, 'answered, then the connection closed by the server')
+  // Not after the 72 s keep-alive timeout of the connection it answered on: the test would time out.
+  t.equal(await exit, 0)
+})
+
+t.test('a second signal while requests finish stops the server at once, exit 1, with a line that says so', async (t) => {
+  const dir = tempDir(t)
+  const { server, address, key, logs, logged } = await withAda(dir)
+  const under = await putUnderWay(address, key, '{"name": "Eve"}')
+  const exit = new Promise<number | null>((resolve) => server.once('exit', resolve))
+  server.kill('SIGTERM')
+  await logged(/stopping: finishing requests in flight/)
+  server.kill('SIGINT')
+  t.equal(await exit, 1)
+  t.notMatch(await under.closed, /200 OK/, 'the request in flight cut off')
+  await logged(/stopping now/)
+  t.ok(logs.some((line) => /"level":40.*"signal":"SIGINT".*stopping now, without finishing the requests in flight/.test(line)))
+  const database = new Database(join(dir, 'data', 'users.db'), { readonly: true })
+  t.teardown(() => database.close())
+  t.same(database.prepare('select name from users').all(), [{ name: 'Ada' }], 'what was committed is kept')
+})
 
 t.test('first start: migrates, writes the key file (0600), logs only its path; SIGTERM exits 0', async (t) => {
   const dir = tempDir(t)
