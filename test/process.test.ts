@@ -199,7 +199,7 @@ t.test('cli: apps create prints exactly one JSON line; the key works; revoke hol
   t.not(JSON.parse((await cli('keys', 'list', app.app_id, '--json')).stdout)[1].revoked_at, null)
   t.match((await cli('migrate')).stdout, /up to date/)
   const missing = await cli('users', 'get', app.app_id, 'nobody').catch((e: { code: number, stderr: string }) => e)
-  t.match(missing, { code: 1, stderr: /Can not find user/ })
+  t.match(missing, { code: 1, stderr: `No user nobody in app ${app.app_id}.\n` })
   const usage = await cli('apps', 'create').catch((e: { code: number, stderr: string }) => e)
   t.match(usage, { code: 2, stderr: /Usage/ })
   t.match((await cli('keys', 'revoke', '--help')).stdout, /Revoke a key/)

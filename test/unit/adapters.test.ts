@@ -160,8 +160,13 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.equal(await cli('users', 'delete', appId, 'b', '--json'), 0)
   t.same(JSON.parse(out[0] ?? ''), { app_id: appId, user_id: 'b', klaim_id: klaimId, stored_responses: 0, deleted: true })
   t.equal(await cli('users', 'delete', appId, 'a'), 1, 'a missing user fails')
-  t.match(err[0], /Can not find user/)
+  t.equal(err[0], `No user a in app ${appId}.`)
   t.equal(await cli('users', 'get', appId, 'b'), 1)
+  t.equal(err[0], `No user b in app ${appId}.`)
+  for (const verb of ['get', 'delete']) {
+    t.equal(await cli('users', verb, 'app_none', 'a'), 1)
+    t.equal(err[0], 'No app app_none. See the apps: apps list', `users ${verb}: the app is what is missing`)
+  }
   for (const userId of ['b', 'a']) await service.createUser({ appId, email: `${userId}@example.com`, userId })
   t.equal(await cli('users', 'export', appId), 0)
   t.same(out.map((line) => JSON.parse(line).userId), ['a', 'b'], 'one JSON line a user')

@@ -1,6 +1,6 @@
 import type { UsersService } from '../../users-service.js'
 import { isUnknownApp } from '../../application/apps.js'
-import { UsersError } from '../../domain/errors.js'
+import { UserNotFoundError, UsersError } from '../../domain/errors.js'
 import { parseDatabaseUrl, withoutPassword } from '../persistence/database-url.js'
 import { CopyRefused, SnapshotEnded } from '../persistence/exported.js'
 import { BackupRefused, backupSqliteFile } from '../persistence/sqlite-backup.js'
@@ -33,6 +33,20 @@ async function ofApp<T> (appId: string, result: Promise<T>): Promise<T> {
   } catch (error) {
     if (isUnknownApp(error)) throw new CliError(`No app ${appId}. See the apps: apps list`)
     throw error
+  }
+}
+
+/**
+ * Awaits a use case on one user, saying in the CLI's own words which is missing: the app, or the
+ * user in it (the use cases answer both as a missing user, as the HTTP API must).
+ */
+async function ofUser<T> (service: Service, appId: string, userId: string, result: Promise<T>): Promise<T> {
+  try {
+    return await result
+  } catch (error) {
+    if (!(error instanceof UserNotFoundError)) throw error
+    if (!(await service.listApps()).some((app) => app.appId === appId)) throw new CliError(`No app ${appId}. See the apps: apps list`)
+    throw new CliError(`No user ${userId} in app ${appId}.`)
   }
 }
 
@@ -156,7 +170,7 @@ const VERBS: Record<string, Verb> = {
     summary: 'Show one user of an app.',
     args: 2,
     async run (service, [appId, userId], json, io) {
-      const user = await service.getUser({ appId, userId })
+      const user = await ofUser(service, appId, userId, service.getUser({ appId, userId }))
       io.out(json ? JSON.stringify(user) : JSON.stringify(user, null, 2))
     }
   },
@@ -183,7 +197,7 @@ const VERBS: Record<string, Verb> = {
     summary: 'Erase one user of an app, and the answers stored for Idempotency-Keys that carry it.',
     args: 2,
     async run (service, [appId, userId], json, io) {
-      const { user, storedResponses } = await service.deleteUser({ appId, userId })
+      const { user, storedResponses } = await ofUser(service, appId, userId, service.deleteUser({ appId, userId }))
       io.out(json
         ? JSON.stringify({ app_id: appId, user_id: user.userId, klaim_id: user.klaimId, stored_responses: storedResponses, deleted: true })
         : `Deleted user ${user.userId} (klaim_id ${user.klaimId}) of ${appId}, and ${count(storedResponses, 'stored response')}.`)
