@@ -181,6 +181,8 @@ t.test('a stop serves the requests in flight, and those already sent after them,
   b.socket.write(bHead)
   await started
   const stopped = app.close()
+  // The stop has begun once the server stops listening (Fastify closes it after its preClose
+  // hooks, a few turns of the event loop in): a condition, not a timer.
   while (app.server.listening) await new Promise(setImmediate)
   a.socket.write(aRest)
   // b sends another request on its connection before its first answer comes: it is served too.
