@@ -62,6 +62,8 @@ t.test('database URLs', async (t) => {
   t.equal(withoutPassword('postgres://klaim:secret@db:5432/users'), 'postgres://klaim:***@db:5432/users')
   t.equal(withoutPassword('mysql://klaim:p@ss:w@db/users'), 'mysql://klaim:***@db/users', 'an @ in the password too')
   t.equal(withoutPassword('postgres://:secret@db/users'), 'postgres://:***@db/users')
+  t.equal(withoutPassword('postgres://klaim@db/users?password=secret&sslmode=require'), 'postgres://klaim@db/users?password=***&sslmode=require', 'a password in the query, as node-postgres takes it')
+  t.equal(withoutPassword('postgres://k:s@db/users?sslmode=require&SSLPassword=key-secret'), 'postgres://k:***@db/users?sslmode=require&SSLPassword=***')
   for (const plain of ['postgres://klaim@db/users', 'postgres://db/users?user=a:b@c', 'sqlite:./data/users.db', 'eighty']) t.equal(withoutPassword(plain), plain)
   await t.rejects(openUsersService({ databaseUrl: 'nope' }), TypeError)
 })

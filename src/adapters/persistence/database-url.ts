@@ -25,10 +25,11 @@ export function parseDatabaseUrl (url: string): DatabaseLocation | undefined {
 }
 
 /**
- * `url` as it may be printed or logged: a password in it (`scheme://user:password@host`) replaced
- * by `***`, whether or not the rest is a database URL this service takes (an error that names a
- * bad setting must not show its secret). Anything else stays as given.
+ * `url` as it may be printed or logged: a password in it (`scheme://user:password@host`, or a
+ * `password` or `sslpassword` query parameter, which node-postgres takes too) replaced by `***`,
+ * whether or not the rest is a database URL this service takes (an error that names a bad setting
+ * must not show its secret). Anything else stays as given.
  */
 export function withoutPassword (url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@]*:)[^/]*@/i, '$1***@')
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@]*:)[^/]*@/i, '$1***@').replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***')
 }
