@@ -1,5 +1,6 @@
 import { setFlagsFromString } from 'node:v8'
 import type { FastifyBaseLogger } from 'fastify'
+import { withoutPassword } from './adapters/persistence/database-url.js'
 import { ConfigError, dataFolder, loadConfig, type Config } from './config.js'
 import { ensureFirstApp } from './first-start.js'
 
@@ -62,6 +63,9 @@ async function main (): Promise<void> {
     metrics: config.metrics === false ? false : { ...config.metrics, pool: service.pool, pipeline: service.pipeline }
   })
   logs.to = app.log
+  // Which database a server runs on, and what its start changed there: a DATABASE_URL left unset
+  // in production is the embedded SQLite file, and a deploy that migrates says so.
+  app.log.info({ database: withoutPassword(config.databaseUrl), migrated: service.migrated }, service.migrated.length > 0 ? 'database opened and migrated' : 'database opened, up to date')
 
   const { keyFile, noApp } = await ensureFirstApp(service, dataFolder(config.database))
     .catch((error: unknown) => fail(messageOf(error)))

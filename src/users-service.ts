@@ -30,6 +30,8 @@ export async function openUsersService (options: UsersServiceOptions) {
 
   return {
     location: persistence.location,
+    /** The migrations opening the service applied, in order (none when the database was up to date). */
+    migrated: persistence.migrated,
     /** The PostgreSQL pool's connection gauges (for metrics), else undefined. */
     pool: persistence.pool,
     /** The pipelined PostgreSQL connection's gauges (for metrics), else undefined. */

@@ -112,6 +112,9 @@ t.test('first start: migrates, writes the key file (0600), logs only its path; S
   t.same([statSync(join(dir, 'data')).mode & 0o777, statSync(join(dir, 'data', 'users.db')).mode & 0o777], [0o700, 0o600], 'the data folder and database are the owner\'s only')
   t.ok(logs.some((l) => l.includes(keyFile)))
   t.notOk(logs.some((l) => l.includes(key)), 'the key itself is never logged')
+  const opened = logs.map((l) => JSON.parse(l)).find((l) => /^database opened/.test(l.msg))
+  t.match(opened, { database: 'sqlite:./data/users.db', msg: 'database opened and migrated' }, 'which database, and that this start migrated it')
+  t.equal(opened?.migrated[0], '0001-initial')
   const res = await fetch(`${address}/users`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ email: 'ada@example.com', user_id: 'ada' }) })
   t.equal(res.status, 201)
   const put = await fetch(`${address}/users/ada`, { method: 'PUT', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Ada' }) })
@@ -136,6 +139,7 @@ t.test('first start: migrates, writes the key file (0600), logs only its path; S
   t.equal(await stopped, 0)
   t.notOk(existsSync(keyFile), 'no key file')
   t.ok(again.logs.some((l) => /"level":40.*has no app.*apps create/.test(l)), 'a warning says how to make one')
+  t.ok(again.logs.some((l) => /"migrated":\[\],"msg":"database opened, up to date"/.test(l)), 'a start that migrates nothing says so')
 })
 
 t.test('a bad setting stops the server with one clear line and a non-zero code', async (t) => {

@@ -28,6 +28,8 @@ export interface Persistence {
   /** A read-only transaction that sees one moment (see Transactor.readSnapshot); close it. */
   openSnapshot(): Promise<OpenSnapshot>
   migrate(): Promise<string[]>
+  /** The migrations the opening applied, in order: none when the database was up to date, or with `migrate: false`. */
+  migrated: string[]
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>
   close(): Promise<void>
@@ -89,12 +91,13 @@ export async function openPersistence (options: PersistenceOptions): Promise<Per
     transactor: kyselyTransactor(db, queries, openSnapshot),
     openSnapshot,
     migrate: async () => await migrateToLatest(db, dialect),
+    migrated: [],
     ping: async () => { await sql`select 1`.execute(db) },
     close
   }
   if (options.migrate !== false) {
     try {
-      await persistence.migrate()
+      persistence.migrated = await persistence.migrate()
     } catch (error) {
       await close()
       throw error
