@@ -132,6 +132,8 @@ t.test('cli verbs in process: friendly text, --json, help and usage errors', asy
   t.match(out[0], /No apps\. Create one/)
   t.equal(await cli('apps', 'list', '--json'), 0)
   t.same(JSON.parse(out[0] ?? ''), [])
+  t.equal(await cli('apps', 'create', '   '), 1)
+  t.same([out, err], [[], ['The request is invalid. /name must be a string of 1 to 200 characters']], 'a field refused: the message and each field, one line')
   await cli('apps', 'create', 'shop')
   const { app_id: appId } = JSON.parse(out[0] ?? '')
   t.equal(await cli('apps', 'list', '--json'), 0)
