@@ -26,12 +26,15 @@ type Verb = { usage: string, summary: string, args: number } & (
   | { runOnDatabase: (databaseUrl: string, args: Args, json: boolean, io: CliIo) => Promise<void> }
 )
 
+/** The CLI's words for an app id that names no app. */
+const noApp = (appId: string): CliError => new CliError(`No app ${appId}. See the apps: apps list`)
+
 /** Awaits a use case on an app, refusing an app id that names no app in the CLI's own words. */
 async function ofApp<T> (appId: string, result: Promise<T>): Promise<T> {
   try {
     return await result
   } catch (error) {
-    if (isUnknownApp(error)) throw new CliError(`No app ${appId}. See the apps: apps list`)
+    if (isUnknownApp(error)) throw noApp(appId)
     throw error
   }
 }
@@ -45,7 +48,7 @@ async function ofUser<T> (service: Service, appId: string, userId: string, resul
     return await result
   } catch (error) {
     if (!(error instanceof UserNotFoundError)) throw error
-    if (!(await service.listApps()).some((app) => app.appId === appId)) throw new CliError(`No app ${appId}. See the apps: apps list`)
+    if (!(await service.listApps()).some((app) => app.appId === appId)) throw noApp(appId)
     throw new CliError(`No user ${userId} in app ${appId}.`)
   }
 }
